@@ -1,0 +1,1 @@
+"""Interfaces and the engine that uses only them."""

@@ -1,0 +1,220 @@
+"""Experiment configs: loading `get_config(arg)` files, command-line overrides, building components.
+
+A component is chosen by name, `config.<kind> = "name"`, and configured by
+`config.<kind>_config`, whose fields are the keyword arguments of the
+registered factory. Missing fields are filled from the factory's defaults, so
+every field can be overridden from the command line, and the config is then
+locked: a misspelt field or a wrong type is a one-line `ConfigError`.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import importlib.util
+import inspect
+import pathlib
+from typing import Any
+
+import ml_collections
+
+from metaplastic.registries import ComponentError, get_registry
+
+# config field -> registry kind, in build order
+COMPONENT_FIELDS = ("base_model", "update_rule", "meta_objective", "task_family", "gradient_estimator")
+
+
+class ConfigError(ValueError):
+    """A config file, field or value is wrong."""
+
+
+def _config_file(spec: str) -> tuple[pathlib.Path, str | None]:
+    path, _, arg = spec.partition(":")
+    candidate = pathlib.Path(path)
+    if not candidate.exists():  # fall back to configs installed with the package
+        import metaplastic.experiments as shipped
+
+        shipped_path = pathlib.Path(shipped.__file__).parent / (candidate.stem + ".py")
+        if not shipped_path.exists():
+            raise ConfigError(f"config file '{path}' not found")
+        candidate = shipped_path
+    return candidate, (arg or None)
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+    """`path/to/x.py[:arg]` -> get_config(arg)."""
+    path, arg = _config_file(spec)
+    module_spec = importlib.util.spec_from_file_location(f"metaplastic_config_{path.stem}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"config file '{path}' has no get_config()")
+    params = inspect.signature(module.get_config).parameters
+    config = module.get_config(arg) if params else module.get_config()
+    if not isinstance(config, ml_collections.ConfigDict):
+        config = ml_collections.ConfigDict(config)
+    return config
+
+
+def component_defaults(kind: str, name: str) -> dict[str, Any]:
+    """Default keyword arguments of a registered component factory (dataclass or function)."""
+    factory = get_registry().get(kind, name)
+    defaults = {}
+    if dataclasses.is_dataclass(factory):
+        for field in dataclasses.fields(factory):
+            if field.default is not dataclasses.MISSING:
+                defaults[field.name] = field.default
+            elif field.default_factory is not dataclasses.MISSING:
+                defaults[field.name] = field.default_factory()
+    else:
+        for param in inspect.signature(factory).parameters.values():
+            if param.default is not inspect.Parameter.empty:
+                defaults[param.name] = param.default
+    # nested components (e.g. a rule's base model) are built by the engine, not configured here
+    return {k: v for k, v in defaults.items() if _is_config_value(v)}
+
+
+def _is_config_value(value) -> bool:
+    if isinstance(value, (tuple, list)):
+        return all(_is_config_value(v) for v in value)
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def _parse_value(field: str, text: str, current: Any) -> Any:
+    if isinstance(current, bool):
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise ConfigError(f"{field}: expected a bool, got '{text}'")
+    if isinstance(current, str):
+        return text
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        if current is None:
+            return text
+        raise ConfigError(f"{field}: expected {type(current).__name__}, got '{text}'") from None
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(current, (tuple, list)) and isinstance(value, (int, float, str)):
+        value = (value,)
+    if isinstance(value, list):
+        value = tuple(value)
+    if current is not None and not isinstance(value, type(current)) and not (
+            isinstance(current, (tuple, list)) and isinstance(value, (tuple, list))):
+        raise ConfigError(f"{field}: expected {type(current).__name__}, got '{text}'")
+    return value
+
+
+def _lookup(config, dotted: str):
+    *parents, leaf = dotted.split(".")
+    node = config
+    for i, part in enumerate(parents):
+        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+            _unknown_field(config, ".".join(parents[: i + 1]))
+        node = node[part]
+    if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
+        _unknown_field(config, dotted)
+    return node, leaf
+
+
+def _all_fields(config, prefix=""):
+    for key, value in config.items():
+        yield prefix + key
+        if isinstance(value, ml_collections.ConfigDict):
+            yield from _all_fields(value, prefix + key + ".")
+
+
+def _unknown_field(config, dotted: str):
+    close = difflib.get_close_matches(dotted, list(_all_fields(config)), n=1)
+    hint = f"; did you mean 'config.{close[0]}'?" if close else ""
+    raise ConfigError(f"unknown config field 'config.{dotted}'{hint}")
+
+
+def parse_overrides(args: list[str]) -> list[tuple[str, str]]:
+    """['--config.a.b=1', ...] -> [('a.b', '1'), ...]."""
+    pairs = []
+    for arg in args:
+        if not arg.startswith("--config.") or "=" not in arg:
+            raise ConfigError(f"unrecognised argument '{arg}' (expected --config.field=value)")
+        field, _, value = arg[len("--config."):].partition("=")
+        pairs.append((field, value))
+    return pairs
+
+
+def resolve(config: ml_collections.ConfigDict, overrides: list[tuple[str, str]] = ()) -> ml_collections.ConfigDict:
+    """Apply overrides, fill component defaults, validate, lock. Returns a new ConfigDict."""
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.unlock()
+    remaining = []
+    for field, text in overrides:  # component names first: they decide which fields exist
+        if field in COMPONENT_FIELDS:
+            if text != config.get(field):
+                config[field + "_config"] = ml_collections.ConfigDict()
+            config[field] = text
+        else:
+            remaining.append((field, text))
+    registry = get_registry()
+    for kind in COMPONENT_FIELDS:
+        if kind not in config:
+            raise ConfigError(f"config.{kind}: missing (registered: {', '.join(registry.names(kind))})")
+        try:
+            defaults = component_defaults(kind, config[kind])
+        except ComponentError as error:
+            raise ConfigError(f"config.{kind}: {error}") from None
+        section = config.get(kind + "_config") or ml_collections.ConfigDict()
+        for key in section.keys():
+            if key not in defaults:
+                close = difflib.get_close_matches(key, list(defaults), n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                raise ConfigError(f"config.{kind}_config.{key}: not a field of {kind} "
+                                  f"'{config[kind]}' (fields: {', '.join(defaults) or 'none'}){hint}")
+        merged = dict(defaults)
+        merged.update(section.to_dict())
+        config[kind + "_config"] = ml_collections.ConfigDict(merged)
+    config.lock()
+    for field, text in remaining:
+        node, leaf = _lookup(config, field)
+        value = _parse_value(f"config.{field}", text, node[leaf])
+        try:
+            node[leaf] = value
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"config.{field}: {error}") from None
+    return config
+
+
+def _as_kwargs(section) -> dict[str, Any]:
+    def freeze(value):
+        if isinstance(value, list):
+            return tuple(freeze(v) for v in value)
+        return value
+    return {k: freeze(v) for k, v in (section.to_dict() if section else {}).items()}
+
+
+def build(config: ml_collections.ConfigDict, kind: str, **extra) -> Any:
+    """Instantiate `config.<kind>` with `config.<kind>_config` (plus engine-supplied `extra`)."""
+    factory = get_registry().get(kind, config[kind])
+    try:
+        return factory(**extra, **_as_kwargs(config.get(kind + "_config")))
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"config.{kind}='{config[kind]}': {error}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Components:
+    rule: Any
+    objective: Any
+    family: Any
+    estimator: Any
+
+
+def build_components(config: ml_collections.ConfigDict) -> Components:
+    base_model = build(config, "base_model")
+    return Components(
+        rule=build(config, "update_rule", base_model=base_model),
+        objective=build(config, "meta_objective"),
+        family=build(config, "task_family"),
+        estimator=build(config, "gradient_estimator"),
+    )

@@ -1,0 +1,196 @@
+"""The interfaces every component implements. The engine uses only these.
+
+Shapes: B = unlabelled batch, K = inner steps in a truncation, T = tasks in a
+meta-batch, D = input dimension, C = target dimension (one-hot classes padded
+to a fixed size, then any regression targets).
+
+Device side (pure, jit-able functions of pytrees):
+  BaseModel        init(key, arch) -> params;  apply(params, x) -> per-layer activations
+  UpdateRule       init_theta(key) -> θ;  init_inner_state(key, arch) -> φ_0;
+                   inner_step(θ, φ_t, x_t, key) -> φ_{t+1}   (no labels reach it)
+  MetaObjective    loss(features_fn, batch_a, batch_b) -> scalar, differentiable in θ via φ
+Host side:
+  TaskFamily       sample_task(key, arch) -> Task;  truncation_data(task, key, K) -> TruncationData
+  GradientEstimator  init_state(...) / estimate(θ, state, data, key) -> (grad, state, metrics)
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, Callable, NamedTuple
+
+import flax.struct
+import jax
+import numpy as np
+
+Pytree = Any
+Array = jax.Array
+
+
+# ---------------------------------------------------------------- data types
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """Static shape of a base model: input dimension and layer widths (top last)."""
+
+    input_dim: int
+    widths: tuple[int, ...]
+
+    def __post_init__(self):
+        if self.input_dim < 1 or not self.widths or min(self.widths) < 1:
+            raise ValueError(f"bad architecture: input_dim={self.input_dim}, widths={self.widths}")
+
+
+class LayerActivation(NamedTuple):
+    pre: Array   # [B, units] before the nonlinearity (after normalisation and offset)
+    post: Array  # [B, units] after the nonlinearity
+
+
+@flax.struct.dataclass
+class InnerState:
+    """φ: the base model's parameters plus whatever the rule keeps between steps."""
+
+    params: Pytree      # base-model parameters, read by BaseModel.apply
+    rule_state: Pytree  # rule-private state (backward weights, moments, ...)
+    step: Array         # inner steps taken so far (int32 scalar)
+
+
+class LabeledBatch(NamedTuple):
+    x: Array  # [n, D]
+    y: Array  # [n, C] one-hot (zero-padded) plus regression targets
+
+
+class TruncationData(NamedTuple):
+    """Everything one task needs for K inner steps. Arrays lead with K (then T when batched)."""
+
+    unlabeled: Array     # [K, B, D]   what the update rule sees
+    meta_a: LabeledBatch  # [K, n, D] / [K, n, C]  fits the readout
+    meta_b: LabeledBatch  # [K, n, D] / [K, n, C]  scores the readout
+
+
+# ---------------------------------------------------------------- device side
+
+class BaseModel(abc.ABC):
+    """A network whose parameters an update rule changes."""
+
+    @abc.abstractmethod
+    def init(self, key: Array, arch: Architecture) -> Pytree:
+        """Fresh parameters for `arch`."""
+
+    @abc.abstractmethod
+    def apply(self, params: Pytree, x: Array) -> list[LayerActivation]:
+        """Per-layer activations for inputs x [B, D]; the last post-activation is the feature u."""
+
+    def features(self, params: Pytree, x: Array) -> Array:
+        return self.apply(params, x)[-1].post
+
+
+class UpdateRule(abc.ABC):
+    """UnsupervisedUpdate(φ, x; θ). `inner_step` never sees labels."""
+
+    base_model: BaseModel
+
+    @abc.abstractmethod
+    def init_theta(self, key: Array) -> Pytree:
+        """Meta-parameters θ. Must not depend on any architecture."""
+
+    @abc.abstractmethod
+    def init_inner_state(self, key: Array, arch: Architecture) -> InnerState:
+        """φ_0 for a new task."""
+
+    @abc.abstractmethod
+    def inner_step(self, theta: Pytree, state: InnerState, x: Array, key: Array) -> InnerState:
+        """φ_{t+1} from φ_t and an unlabelled batch x [B, D]."""
+
+    def features(self, state: InnerState, x: Array) -> Array:
+        return self.base_model.features(state.params, x)
+
+
+class MetaObjective(abc.ABC):
+    """Scores features; lower is better. Differentiable in θ through φ."""
+
+    @abc.abstractmethod
+    def loss(self, features_fn: Callable[[Array], Array], batch_a: LabeledBatch,
+             batch_b: LabeledBatch) -> Array:
+        """Scalar meta-loss: fit a readout on batch_a, score it on batch_b."""
+
+
+# ---------------------------------------------------------------- host side
+
+class DatasetUnavailable(LookupError):
+    """A data source does not have this dataset here; the message says how to get it."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """A labelled dataset split in host memory (NumPy)."""
+
+    name: str
+    x: np.ndarray   # [N, H, W, C] float32 images in [0, 1], or [N, D] float32 features
+    y: np.ndarray   # [N] int class labels
+    num_classes: int
+    source: str = ""
+
+
+class DataSource(abc.ABC):
+    """Where datasets come from (TFDS, font rendering, IDX files, ...)."""
+
+    @abc.abstractmethod
+    def load(self, dataset: str, split: str) -> Dataset:
+        """The split, or raise DatasetUnavailable with a one-line how-to-get-it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One unsupervised learning problem: data, label subset, permutation, seed."""
+
+    family: str
+    dataset: str
+    arch: Architecture
+    seed: int
+    details: tuple = ()  # family-specific, hashable (classes, permutation seed, ...)
+
+
+class TaskFamily(abc.ABC):
+    """A distribution over tasks sharing input and target dimensions."""
+
+    input_dim: int
+    target_dim: int
+
+    @abc.abstractmethod
+    def sample_task(self, key: Array, arch: Architecture) -> Task:
+        """A task for base models of shape `arch` (arch.input_dim == self.input_dim)."""
+
+    @abc.abstractmethod
+    def truncation_data(self, task: Task, key: Array, num_steps: int, batch_size: int) -> TruncationData:
+        """NumPy arrays for `num_steps` inner steps of `task`, randomness from `key` only."""
+
+
+@flax.struct.dataclass
+class EstimatorState:
+    """What a gradient estimator carries between truncations for a meta-batch of T tasks."""
+
+    inner: InnerState      # leading axis T
+    step_in_horizon: Array  # int32 scalar: inner steps done since the last reset
+    horizon: Array          # int32 scalar: inner steps before the next reset
+    extra: Pytree = None    # estimator-private (e.g. PES accumulated perturbations)
+
+
+class GradientEstimator(abc.ABC):
+    """Turns truncated unrolls into a meta-gradient; knows nothing of the task."""
+
+    @abc.abstractmethod
+    def init_state(self, unroll: "Any", theta: Pytree, key: Array, arch: Architecture,
+                   num_tasks: int, horizon: int) -> EstimatorState:
+        """Fresh inner states for T tasks of shape `arch`."""
+
+    @abc.abstractmethod
+    def estimate(self, unroll: "Any", theta: Pytree, state: EstimatorState,
+                 data: TruncationData, key: Array) -> tuple[Pytree, EstimatorState, dict]:
+        """(meta-gradient, next state, metrics incl. 'meta_loss') over one truncation."""
+
+
+def numpy_rng(key: Array) -> np.random.Generator:
+    """A NumPy generator seeded from a JAX key: host randomness from explicit keys only."""
+    return np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())

@@ -1,0 +1,11 @@
+"""Named component registries, filled through pluggy hooks (see `hookspecs`)."""
+
+from metaplastic.registries.registry import (
+    KINDS,
+    ComponentError,
+    Registry,
+    get_registry,
+    hookimpl,
+)
+
+__all__ = ["KINDS", "ComponentError", "Registry", "get_registry", "hookimpl"]
