@@ -1,10 +1,27 @@
-"""Dataset lookup across every registered data source."""
+"""Dataset lookup across every registered data source, plus the host-side helpers
+data sources and task families share: an on-disk array cache and search paths.
+
+Environment:
+  METAPLASTIC_CACHE_DIR   where prepared arrays are cached (default
+                          $XDG_CACHE_HOME/metaplastic or ~/.cache/metaplastic);
+                          set it to "off" to disable the file cache.
+"""
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+import os
+import pathlib
+import tempfile
+from typing import Callable
+
+import numpy as np
 
 from metaplastic.core.interfaces import Dataset, DatasetUnavailable
+
+CACHE_ENV = "METAPLASTIC_CACHE_DIR"
 
 
 @functools.lru_cache(maxsize=32)
@@ -22,3 +39,94 @@ def load_dataset(name: str, split: str, source: str | None = None) -> Dataset:
             reasons.append(f"{source_name}: {why}")
     raise DatasetUnavailable(f"dataset '{name}' split '{split}' is unavailable; tried "
                              + "; ".join(reasons or ["no data sources registered"]))
+
+
+# ---------------------------------------------------------------- file cache
+
+def cache_dir() -> pathlib.Path | None:
+    """The user cache directory for prepared arrays, or None when disabled."""
+    value = os.environ.get(CACHE_ENV, "")
+    if value.lower() in ("off", "0", "none", "false"):
+        return None
+    if value:
+        return pathlib.Path(value).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return pathlib.Path(base) / "metaplastic"
+
+
+def cache_key(*parts) -> str:
+    """A short stable hash of JSON-able parts (names, sizes, versions, file stamps)."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def file_stamp(path: str | os.PathLike) -> tuple[str, int, int]:
+    """(path, size, mtime_ns): changes when the file is replaced."""
+    stat = os.stat(path)
+    return (str(path), stat.st_size, stat.st_mtime_ns)
+
+
+def save_arrays(path: pathlib.Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write an .npz atomically: a temporary file in the same folder, then a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            np.savez(out, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def cached_arrays(folder: str, key: str, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """`build()` once per key, kept in <cache_dir>/<folder>/<key>.npz (no pickles).
+
+    A missing, unreadable or disabled cache just means `build()` runs; a cache
+    that cannot be written (read-only home) is skipped silently.
+    """
+    root = cache_dir()
+    path = root / folder / f"{key}.npz" if root else None
+    if path is not None and path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                return {name: stored[name] for name in stored.files}
+        except (OSError, ValueError):
+            pass  # truncated or foreign file: rebuild and overwrite
+    arrays = build()
+    if path is not None:
+        try:
+            save_arrays(path, arrays)
+        except OSError:
+            pass
+    return arrays
+
+
+def search_dirs(env_var: str, *defaults: str | os.PathLike) -> list[pathlib.Path]:
+    """Folders from `env_var` (os.pathsep-separated) first, then `defaults`, deduplicated."""
+    listed = [p for p in os.environ.get(env_var, "").split(os.pathsep) if p]
+    seen, out = set(), []
+    for entry in [*listed, *defaults]:
+        path = pathlib.Path(entry).expanduser()
+        if path not in seen:
+            seen.add(path)
+            out.append(path)
+    return out
+
+
+def to_unit_float(x: np.ndarray) -> np.ndarray:
+    """Images as float32 in [0, 1]: integer pixels are divided by 255."""
+    if np.issubdtype(x.dtype, np.integer):
+        return x.astype(np.float32) * np.float32(1 / 255)
+    return x.astype(np.float32, copy=False)
+
+
+def split_by_class(y: np.ndarray, test_per_class: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train_idx, test_idx): the last `test_per_class` examples of every class go to test."""
+    order = np.argsort(y, kind="stable")
+    counts = np.bincount(y)
+    rank = np.arange(len(y)) - np.repeat(np.cumsum(counts) - counts, counts)  # position within class
+    in_test = np.empty(len(y), bool)
+    in_test[order] = rank >= np.repeat(counts - test_per_class, counts)
+    return np.flatnonzero(~in_test), np.flatnonzero(in_test)

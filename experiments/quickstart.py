@@ -11,7 +11,7 @@ import ml_collections
 def get_config(arg=None):
     config = ml_collections.ConfigDict()
     config.seed = 0
-    config.num_steps = 300
+    config.num_steps = 1000
     config.tasks_per_step = 4
     config.batch_size = 64
     config.remat = False

@@ -1,0 +1,148 @@
+"""`truncated_es`: antithetic evolution strategies over one truncation of K inner steps.
+
+For every task t and pair p, a perturbation ε ~ N(0, σ²I) of θ is drawn and the
+truncation is unrolled twice, with θ+ε and θ−ε, from the task's current inner
+state, on the same data and with the same unroll key. The estimate is
+
+    g = mean_{t,p} ε_tp · clip(L⁺_tp − L⁻_tp) / (2σ²),
+
+where L± is the meta-loss averaged over the truncation's K steps. It is the
+gradient of the Gaussian-smoothed truncated loss; no backward pass is needed.
+
+Carried state: the next truncation starts from the trajectory of the
+unperturbed θ (one more forward unroll per task). learned_optimization carries
+the positive perturbation's state instead, which saves that unroll but lets the
+carried state drift with the random perturbations; carrying θ's own trajectory
+keeps the state the one the learned rule actually produces, and makes
+`meta_loss` the loss at θ, comparable with `truncated_backprop`.
+
+Guards: loss differences are clipped to ±max_loss_diff (chaotic unrolls give
+huge differences); a pair whose losses or states are non-finite contributes
+zero and is counted in `es_nonfinite_pairs`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from metaplastic.core.interfaces import EstimatorState, GradientEstimator, InnerState, Pytree
+from metaplastic.core.unroll import TruncatedUnroll
+from metaplastic.registries import hookimpl
+
+
+def validate_es_fields(std: float, num_pairs: int, max_loss_diff: float) -> None:
+    if not std > 0:
+        raise ValueError(f"gradient_estimator_config.std: must be > 0, got {std}")
+    if not isinstance(num_pairs, int) or num_pairs < 1:
+        raise ValueError(f"gradient_estimator_config.num_pairs: must be an int >= 1, got {num_pairs}")
+    if not max_loss_diff > 0:
+        raise ValueError(f"gradient_estimator_config.max_loss_diff: must be > 0, got {max_loss_diff}")
+
+
+def sample_perturbations(theta: Pytree, key: jax.Array, std: float, num_tasks: int,
+                         num_pairs: int) -> Pytree:
+    """ε ~ N(0, std²) shaped like θ with leading [T, pairs] axes."""
+    leaves, treedef = jax.tree.flatten(theta)
+    keys = jax.random.split(key, max(len(leaves), 1))
+    noise = [std * jax.random.normal(k, (num_tasks, num_pairs) + jnp.shape(leaf), jnp.result_type(leaf))
+             for k, leaf in zip(keys, leaves)]
+    return jax.tree.unflatten(treedef, noise)
+
+
+def tree_finite_per_pair(tree: Pytree, lead: int = 2) -> jax.Array:
+    """[T, pairs] bools: every element of the pair's slice of every leaf is finite."""
+    leaves = jax.tree.leaves(tree)
+    checks = [jnp.all(jnp.isfinite(x).reshape(x.shape[:lead] + (-1,)), axis=-1) for x in leaves
+              if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return functools.reduce(jnp.logical_and, checks)
+
+
+def antithetic_unrolls(unroll: TruncatedUnroll, theta: Pytree, perturbations: Pytree,
+                       positive: InnerState, negative: InnerState, data, task_keys: jax.Array,
+                       per_pair_states: bool):
+    """Unroll θ±ε for every task and pair.
+
+    `positive`/`negative` are per-task states [T, ...] shared by the pairs, or
+    per-pair states [T, pairs, ...] when `per_pair_states`. Returns next states
+    [T, pairs, ...] for both signs and the truncation-mean losses [T, pairs].
+    """
+    state_axis = 0 if per_pair_states else None
+
+    def one_task(eps, pos, neg, task_data, key):
+        def one_pair(e, pos, neg):
+            plus = jax.tree.map(jnp.add, theta, e)
+            minus = jax.tree.map(jnp.subtract, theta, e)
+            pos, loss_pos = unroll.unroll(plus, pos, task_data, key)
+            neg, loss_neg = unroll.unroll(minus, neg, task_data, key)
+            return pos, neg, jnp.mean(loss_pos), jnp.mean(loss_neg)
+
+        return jax.vmap(one_pair, in_axes=(0, state_axis, state_axis))(eps, pos, neg)
+
+    return jax.vmap(one_task)(perturbations, positive, negative, data, task_keys)
+
+
+def es_combine(directions: Pytree, loss_pos: jax.Array, loss_neg: jax.Array, usable: jax.Array,
+               std: float, max_loss_diff: float) -> tuple[Pytree, dict]:
+    """mean_{t,p} direction · clip(L⁺ − L⁻) / (2σ²), skipping unusable pairs; plus diagnostics."""
+    diff = jnp.where(usable, loss_pos - loss_neg, 0.0)
+    clipped = jnp.clip(diff, -max_loss_diff, max_loss_diff)
+    weight = clipped / (2.0 * std**2 * diff.size)
+    grad = jax.tree.map(lambda d: jnp.tensordot(weight, d, axes=2).astype(d.dtype), directions)
+    num_usable = jnp.maximum(jnp.sum(usable), 1)
+    metrics = {
+        "es_loss_diff": jnp.sum(jnp.abs(diff)) / num_usable,
+        "es_clipped_fraction": jnp.sum(usable & (jnp.abs(diff) > max_loss_diff)) / num_usable,
+        "es_nonfinite_pairs": jnp.sum(~usable),
+    }
+    return grad, metrics
+
+
+def split_keys(key: jax.Array, num_tasks: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(perturbation key, unroll key for the mean trajectory, per-task unroll keys)."""
+    perturbation_key, unroll_key = jax.random.split(key)
+    # the same per-task keys TruncatedUnroll.batch_loss derives, so every pair sees the mean's noise
+    return perturbation_key, unroll_key, jax.random.split(unroll_key, num_tasks)
+
+
+@functools.partial(jax.jit, static_argnames=("estimator", "unroll"))
+def _truncated_es_step(estimator: "TruncatedES", unroll: TruncatedUnroll, theta, inner, data, key):
+    num_tasks = data.unlabeled.shape[0]
+    perturbation_key, unroll_key, task_keys = split_keys(key, num_tasks)
+    eps = sample_perturbations(theta, perturbation_key, estimator.std, num_tasks, estimator.num_pairs)
+    loss, (next_inner, losses) = unroll.batch_loss(theta, inner, data, unroll_key)
+    pos, neg, loss_pos, loss_neg = antithetic_unrolls(unroll, theta, eps, inner, inner, data,
+                                                      task_keys, per_pair_states=False)
+    usable = jnp.isfinite(loss_pos) & jnp.isfinite(loss_neg)
+    grad, metrics = es_combine(eps, loss_pos, loss_neg, usable, estimator.std, estimator.max_loss_diff)
+    metrics.update(meta_loss=loss, meta_loss_last=jnp.mean(losses[:, -1]))
+    return grad, next_inner, metrics
+
+
+@dataclasses.dataclass(frozen=True)
+class TruncatedES(GradientEstimator):
+    std: float = 0.01           # perturbation standard deviation σ
+    num_pairs: int = 4          # antithetic pairs per task
+    max_loss_diff: float = 1.0  # |L⁺ − L⁻| is clipped to this
+
+    def __post_init__(self):
+        validate_es_fields(self.std, self.num_pairs, self.max_loss_diff)
+
+    def init_state(self, unroll, theta, key, arch, num_tasks, horizon):
+        del theta
+        return EstimatorState(inner=unroll.init(key, arch, num_tasks),
+                              step_in_horizon=jnp.zeros((), jnp.int32),
+                              horizon=jnp.asarray(horizon, jnp.int32))
+
+    def estimate(self, unroll, theta, state, data, key):
+        grad, inner, metrics = _truncated_es_step(self, unroll, theta, state.inner, data, key)
+        steps = data.unlabeled.shape[1]
+        return grad, state.replace(inner=inner, step_in_horizon=state.step_in_horizon + steps), metrics
+
+
+@hookimpl
+def metaplastic_gradient_estimators():
+    return {"truncated_es": TruncatedES}

@@ -1,0 +1,34 @@
+"""Shared fixtures: fake installed plugin distributions, a fresh registry."""
+
+from __future__ import annotations
+
+import pathlib
+import textwrap
+
+import pytest
+
+from metaplastic.registries import registry as registry_module
+
+
+def make_distribution(root: pathlib.Path, dist: str, module: str, source: str,
+                      entry_name: str | None = None) -> None:
+    """Write an importable module plus a dist-info that advertises it in the `metaplastic` group."""
+    (root / f"{module}.py").write_text(textwrap.dedent(source))
+    info = root / f"{dist}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[metaplastic]\n{entry_name or module} = {module}\n")
+
+
+@pytest.fixture
+def fresh_registry(monkeypatch):
+    """Rebuild the process registry inside the test, and restore the old one afterwards."""
+    monkeypatch.delenv(registry_module.AUTOLOAD_ENV, raising=False)
+    old = registry_module._REGISTRY
+
+    def rebuild():
+        registry_module._REGISTRY = registry_module.Registry()
+        return registry_module._REGISTRY
+
+    yield rebuild
+    registry_module._REGISTRY = old

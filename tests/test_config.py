@@ -1,0 +1,66 @@
+import subprocess
+import sys
+
+import pytest
+
+from metaplastic.core import config as config_lib
+from metaplastic.core.config import ConfigError
+
+
+def quickstart(*overrides):
+    base = config_lib.load_config_file("experiments/quickstart.py:tiny")
+    return config_lib.resolve(base, config_lib.parse_overrides(list(overrides)))
+
+
+def test_overrides_are_typed_and_defaults_filled():
+    config = quickstart("--config.num_steps=7", "--config.optimizer.learning_rate=1",
+                        "--config.schedule.truncation_lengths=(3,5)", "--config.remat=true")
+    assert config.num_steps == 7 and isinstance(config.optimizer.learning_rate, float)
+    assert tuple(config.schedule.truncation_lengths) == (3, 5) and config.remat is True
+    # every field of the chosen component is present (filled from its dataclass defaults)
+    assert set(config.update_rule_config.keys()) == {"hidden", "max_inner_lr"}
+    assert config.base_model_config.activation == "relu"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--config.num_stepz=3", "unknown config field 'config.num_stepz'; did you mean 'config.num_steps'?"),
+    ("--config.optimizer.learning_rat=3", "did you mean 'config.optimizer.learning_rate'?"),
+    ("--config.num_steps=many", "config.num_steps: expected int, got 'many'"),
+    ("--config.remat=maybe", "config.remat: expected a bool, got 'maybe'"),
+    ("--config.update_rule=simple_locl", "unknown update_rule 'simple_locl'"),
+    ("--config.update_rule_config.hiden=3", "did you mean 'config.update_rule_config.hidden'?"),
+    ("num_steps=3", "unrecognised argument 'num_steps=3'"),
+])
+def test_bad_overrides_are_one_line_errors(override, message):
+    with pytest.raises(ConfigError) as error:
+        quickstart(override)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_unknown_field_in_component_section_of_file():
+    base = config_lib.load_config_file("experiments/quickstart.py:tiny")
+    base.update_rule_config.hidden_units = 3
+    with pytest.raises(ConfigError, match=r"config.update_rule_config.hidden_units: not a field of "
+                                          r"update_rule 'simple_local'.*did you mean 'hidden'"):
+        config_lib.resolve(base)
+
+
+def test_switching_component_resets_its_section():
+    config = quickstart("--config.meta_objective=ridge_cosdist", "--config.base_model_config.activation=swish")
+    assert config.base_model_config.activation == "swish"
+    with pytest.raises(ConfigError, match="activation: unknown 'sigmoidal'"):
+        config_lib.build(quickstart("--config.base_model_config.activation=sigmoidal"), "base_model")
+
+
+def test_missing_config_file():
+    with pytest.raises(ConfigError, match="config file 'nowhere/x.py' not found"):
+        config_lib.load_config_file("nowhere/x.py")
+
+
+def test_cli_reports_config_error_in_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "metaplastic", "train", "--config",
+                             "experiments/quickstart.py:tiny", "--workdir", str(tmp_path),
+                             "--config.tasks_per_stepp=2"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("metaplastic: error: unknown config field 'config.tasks_per_stepp'; "
+                                     "did you mean 'config.tasks_per_step'?")

@@ -1,0 +1,147 @@
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from metaplastic.core import config as config_lib
+from metaplastic.core.checkpoint import Checkpointer
+from metaplastic.core.metrics import read_metrics
+from metaplastic.core.trainer import MetaTrainer
+
+
+def tiny_config(**overrides):
+    base = config_lib.load_config_file("experiments/quickstart.py:tiny")
+    return config_lib.resolve(base, [(k, str(v)) for k, v in overrides.items()])
+
+
+def leaves(tree):
+    return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def test_resume_is_bit_exact(tmp_path):
+    config = tiny_config(num_steps=7, checkpoint_every=3)
+    whole = MetaTrainer(config, tmp_path / "whole")
+    whole.run(progress=False)
+
+    interrupted = tiny_config(num_steps=4, checkpoint_every=3)  # stops mid-horizon, saves at exit
+    MetaTrainer(interrupted, tmp_path / "split").run(progress=False)
+    resumed = MetaTrainer(config, tmp_path / "split")
+    assert resumed.step == 4
+    resumed.run(progress=False)
+
+    for a, b in zip(leaves(whole.theta), leaves(resumed.theta), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(leaves(whole.estimator_state), leaves(resumed.estimator_state), strict=True):
+        np.testing.assert_array_equal(a, b)
+    whole_rows = read_metrics(tmp_path / "whole")
+    split_rows = read_metrics(tmp_path / "split")
+    assert [r["step"] for r in split_rows] == list(range(1, 8))
+    assert [r["meta_loss"] for r in whole_rows] == [r["meta_loss"] for r in split_rows]
+    # and a different seed really gives different numbers
+    other = MetaTrainer(tiny_config(num_steps=2, seed=1), tmp_path / "other")
+    other.run(progress=False)
+    assert read_metrics(tmp_path / "other")[0]["meta_loss"] != whole_rows[0]["meta_loss"]
+
+
+def test_workdir_has_config_metrics_and_events(tmp_path):
+    config = tiny_config(num_steps=3)
+    MetaTrainer(config, tmp_path).run(progress=False)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["update_rule"] == "simple_local" and saved["num_steps"] == 3
+    rows = read_metrics(tmp_path)
+    assert len(rows) == 3 and all(np.isfinite(r["meta_loss"]) for r in rows)
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert Checkpointer(tmp_path / "checkpoints").latest_step() == 3
+
+
+@dataclasses.dataclass(frozen=True)
+class PoisonedEstimator:
+    """Wraps an estimator and makes its meta-loss and gradient NaN on chosen calls."""
+
+    inner: object
+    poison_calls: tuple
+    calls: list = dataclasses.field(default_factory=list, compare=False, hash=False)
+
+    def init_state(self, *args):
+        return self.inner.init_state(*args)
+
+    def estimate(self, unroll, theta, state, data, key):
+        grad, state, metrics = self.inner.estimate(unroll, theta, state, data, key)
+        self.calls.append(1)
+        if len(self.calls) in self.poison_calls:
+            grad = jax.tree.map(lambda g: g * jnp.nan, grad)
+            metrics = dict(metrics, meta_loss=jnp.asarray(jnp.nan))
+        return grad, state, metrics
+
+
+def test_non_finite_meta_gradient_is_skipped_and_counted(tmp_path):
+    trainer = MetaTrainer(tiny_config(num_steps=4), tmp_path)
+    trainer.components = dataclasses.replace(
+        trainer.components, estimator=PoisonedEstimator(trainer.components.estimator, (2,)))
+    trainer.train_step()
+    theta_before, group_before = leaves(trainer.theta), trainer.group
+    metrics = trainer.train_step()
+    assert metrics["skipped"] == 1 and trainer.skipped == 1
+    for a, b in zip(theta_before, leaves(trainer.theta)):
+        np.testing.assert_array_equal(a, b)  # θ untouched
+    assert all(np.isfinite(x).all() for x in leaves(trainer.opt_state))
+    assert trainer.group is None  # the tasks that blew up are abandoned
+    trainer.train_step()
+    assert trainer.group is not None and trainer.group is not group_before
+    assert any(not np.array_equal(a, b) for a, b in zip(theta_before, leaves(trainer.theta)))
+
+
+KILL_DURING_SECOND_SAVE = """
+import os, signal
+from orbax.checkpoint._src.path import atomicity
+from metaplastic.core import config as config_lib
+from metaplastic.core.trainer import MetaTrainer
+
+original = atomicity.AtomicRenameTemporaryPath.finalize
+saves = []
+
+async def finalize_then_die(self, *args, **kwargs):
+    saves.append(1)
+    if len(saves) == 2:  # files of the second checkpoint are written, not yet renamed
+        os.kill(os.getpid(), signal.SIGKILL)
+    return await original(self, *args, **kwargs)
+
+atomicity.AtomicRenameTemporaryPath.finalize = finalize_then_die
+config = config_lib.resolve(config_lib.load_config_file("experiments/quickstart.py:tiny"),
+                            [("num_steps", "6"), ("checkpoint_every", "2")])
+MetaTrainer(config, {workdir!r}).run(progress=False)
+"""
+
+
+def test_sigkill_during_save_leaves_previous_checkpoint(tmp_path):
+    workdir = tmp_path / "run"
+    script = textwrap.dedent(KILL_DURING_SECOND_SAVE).format(workdir=str(workdir))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
+    assert Checkpointer(workdir / "checkpoints").latest_step() == 2
+    resumed = MetaTrainer(tiny_config(num_steps=6), workdir)
+    assert resumed.step == 2
+    resumed.run(progress=False)
+    reference = MetaTrainer(tiny_config(num_steps=6), tmp_path / "reference")
+    reference.run(progress=False)
+    for a, b in zip(leaves(reference.theta), leaves(resumed.theta)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_meta_loss_goes_down_on_quickstart_data(tmp_path):
+    """A short real run: the learned rule gets better at its meta-objective."""
+    config = tiny_config(num_steps=60, batch_size=32, tasks_per_step=4, checkpoint_every=1000,
+                         **{"architecture.widths": "(32,)", "architecture.top_width": 16,
+                            "schedule.truncation_lengths": "(5,)", "schedule.horizon": "(5, 20)",
+                            "optimizer.learning_rate": 0.01})
+    MetaTrainer(config, tmp_path).run(progress=False)
+    losses = np.array([r["meta_loss"] for r in read_metrics(tmp_path)])
+    assert losses[-15:].mean() < losses[:15].mean() - 0.02, losses
