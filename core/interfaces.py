@@ -127,7 +127,7 @@ class Dataset:
     """A labelled dataset split in host memory (NumPy)."""
 
     name: str
-    x: np.ndarray   # [N, H, W, C] float32 images in [0, 1], or [N, D] float32 features
+    x: np.ndarray   # [N, H, W, C] float32 images in [0, 1], [N, D] float32 features, or [N] str texts
     y: np.ndarray   # [N] int class labels
     num_classes: int
     source: str = ""

@@ -19,6 +19,14 @@ from metaplastic.core.interfaces import Architecture, Task, TaskFamily, Truncati
 
 @dataclasses.dataclass(frozen=True)
 class ArchitectureSampler:
+    """Base-model shapes from a fixed grid: len(depths) × len(widths) buckets.
+
+    A network has `depth` hidden layers of `width` units, then the `top_width`
+    representation layer. Each bucket (× each truncation length) compiles once,
+    so keep the grid small: `paper()` gives Metz et al.'s 2–5 layers × 64–512
+    units as 4 depths × 4 widths = 16 buckets.
+    """
+
     depths: tuple[int, ...] = (2, 3)      # hidden layers below the representation layer
     widths: tuple[int, ...] = (64, 128)   # hidden width (one per network)
     top_width: int = 32                   # representation size u
@@ -26,6 +34,27 @@ class ArchitectureSampler:
     def __post_init__(self):
         if not self.depths or not self.widths or min(self.depths) < 0 or min(self.widths) < 1:
             raise ValueError(f"architecture: bad depths={self.depths} or widths={self.widths}")
+        if self.top_width < 1:
+            raise ValueError(f"architecture: bad top_width={self.top_width}")
+
+    @classmethod
+    def from_ranges(cls, depth_range: tuple[int, int] = (2, 5), width_range: tuple[int, int] = (64, 512),
+                    num_widths: int = 4, top_width: int = 32) -> "ArchitectureSampler":
+        """Every depth in depth_range (inclusive) × num_widths widths spaced geometrically
+        over width_range (rounded to multiples of 8)."""
+        low, high = width_range
+        if not 1 <= low <= high or num_widths < 1 or not 0 <= depth_range[0] <= depth_range[1]:
+            raise ValueError(f"architecture: bad depth_range={depth_range}, width_range={width_range} "
+                             f"or num_widths={num_widths}")
+        widths = np.geomspace(low, high, num_widths)
+        widths = tuple(sorted({max(1, int(round(w / 8)) * 8) if w >= 8 else int(round(w)) for w in widths}))
+        return cls(tuple(range(depth_range[0], depth_range[1] + 1)), widths, top_width)
+
+    @classmethod
+    def paper(cls) -> "ArchitectureSampler":
+        """Metz et al. (2019): 2–5 hidden layers × 64–512 units: depths (2, 3, 4, 5) × widths
+        (64, 128, 256, 512) = 16 buckets, 32-unit representation."""
+        return cls.from_ranges((2, 5), (64, 512), 4, 32)
 
     def buckets(self, input_dim: int) -> list[Architecture]:
         return [Architecture(input_dim, (w,) * d + (self.top_width,))

@@ -7,6 +7,8 @@ run reproduces an uninterrupted one bit for bit.
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import json
 import pathlib
 import time
@@ -15,12 +17,16 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
+from jax.experimental.compilation_cache import compilation_cache
 
 from metaplastic.core import config as config_lib
+from metaplastic.core import distributed
 from metaplastic.core.checkpoint import Checkpointer
+from metaplastic.core.interfaces import TruncationData
 from metaplastic.core.metrics import MetricsWriter
-from metaplastic.core.tasks import ArchitectureSampler, Schedule, group_data, sample_group
+from metaplastic.core.tasks import ArchitectureSampler, Schedule, TaskGroup, sample_group
 from metaplastic.core.unroll import TruncatedUnroll
 
 # key purposes
@@ -37,10 +43,13 @@ def _tree_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
-def make_update_fn(optimizer: optax.GradientTransformation):
-    """Jitted θ update that leaves θ and the optimiser untouched when anything is non-finite."""
+def make_update_fn(optimizer: optax.GradientTransformation, sharding=None):
+    """Jitted θ update that leaves θ and the optimiser untouched when anything is non-finite.
 
-    @jax.jit
+    `sharding` (e.g. replicated over a mesh) fixes where every output lives.
+    """
+
+    @functools.partial(jax.jit, out_shardings=sharding)
     def update(theta, opt_state, grad, loss):
         ok = jnp.isfinite(loss) & _tree_finite(grad)
         safe_grad = jax.tree.map(lambda g: jnp.where(ok, g, 0.0), grad)
@@ -53,47 +62,93 @@ def make_update_fn(optimizer: optax.GradientTransformation):
 
 
 class MetaTrainer:
-    """Holds the built components and the loop state; `run()` trains to config.num_steps."""
+    """Holds the built components and the loop state; `run()` trains to config.num_steps.
+
+    With several devices or processes the meta-batch is sharded over all of them
+    (`core.distributed`); the numbers do not depend on how many there are.
+    """
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: str | pathlib.Path):
+        distributed.initialize(distributed.process_settings(config))  # before any device is touched
         self.config = config
         self.workdir = pathlib.Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
+        _use_compilation_cache(config, self.workdir)
         self.components = config_lib.build_components(config)
         self.unroll = TruncatedUnroll(self.components.rule, self.components.objective,
                                       remat=config.remat)
         self.architectures = ArchitectureSampler(**config.architecture)
         self.schedule = Schedule(**config.schedule)
         self.optimizer = make_optimizer(config)
-        self.update = make_update_fn(self.optimizer)
+        self.sharding = distributed.TaskSharding.create(config.tasks_per_step)
+        self.update = make_update_fn(self.optimizer, self.sharding.replicated)
+        self.local_tasks = self.sharding.local_tasks()
         self.root = jax.random.PRNGKey(config.seed)
         self.checkpointer = Checkpointer(self.workdir / "checkpoints", keep=config.checkpoint_keep)
+        self._prefetcher = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="truncation-data")
+        self._pending = None  # (step, group_start, future of (group, data)) for the next step
 
         self.step = 0
         self.skipped = 0
-        self.theta = self.components.rule.init_theta(self._key(_THETA, 0))
-        self.opt_state = self.optimizer.init(self.theta)
+        self.theta = self.sharding.replicate(self.components.rule.init_theta(self._key(_THETA, 0)))
+        self.opt_state = self.sharding.replicate(self.optimizer.init(self.theta))
         self.group = None
         self.group_start = 0
+        self.group_inner_steps = 0  # host copy of estimator_state.step_in_horizon
         self.estimator_state = None
         self._restore()
 
     def _key(self, purpose: int, step: int) -> jax.Array:
         return jax.random.fold_in(jax.random.fold_in(self.root, purpose), step)
 
-    # -- task groups ---------------------------------------------------------
-    def _start_group(self, step: int) -> None:
+    # -- task groups and their data -------------------------------------------
+    def _sample_group(self, step: int) -> TaskGroup:
+        """The same group on every process: T tasks, of which each process feeds its own rows."""
+        return sample_group(self.components.family, self.architectures, self.schedule,
+                            self._key(_GROUP, step), self.config.tasks_per_step)
+
+    def _build_data(self, group: TaskGroup, step: int) -> TruncationData:
+        """This process's tasks' data for `step` as global arrays [T, K, ...] sharded over tasks.
+
+        Task i draws from the i-th key of the step's split, as `tasks.group_data` does,
+        so the data do not depend on how tasks are spread over processes.
+        """
         family = self.components.family
-        self.group = sample_group(family, self.architectures, self.schedule, self._key(_GROUP, step),
-                                  self.config.tasks_per_step)
+        keys = jax.random.split(self._key(_DATA, step), len(group.tasks))
+        parts = [family.truncation_data(group.tasks[i], keys[i], group.truncation_length,
+                                        self.config.batch_size) for i in self.local_tasks]
+        return self.sharding.from_local_tasks(jax.tree.map(lambda *xs: np.stack(xs), *parts))
+
+    def _prepare(self, step: int, group_start: int, group: TaskGroup | None):
+        group = group if group is not None else self._sample_group(group_start)
+        return group, self._build_data(group, step)
+
+    def _prefetch(self, step: int, group_start: int) -> None:
+        """Build `step`'s data on a background thread while the device computes."""
+        group = self.group if group_start == self.group_start else None
+        self._pending = (step, group_start,
+                         self._prefetcher.submit(self._prepare, step, group_start, group))
+
+    def _take_prefetched(self, step: int, group_start: int):
+        pending, self._pending = self._pending, None
+        if pending is not None and pending[:2] == (step, group_start):
+            return pending[2].result()
+        if pending is not None:  # built for a group that was abandoned
+            pending[2].result()
+        return None
+
+    def _start_group(self, step: int) -> None:
+        prefetched = self._pending is not None and self._pending[:2] == (step, step)
+        self.group = self._pending[2].result()[0] if prefetched else self._sample_group(step)
         self.group_start = step
-        self.estimator_state = self.components.estimator.init_state(
+        state = self.components.estimator.init_state(
             self.unroll, self.theta, self._key(_INIT, step), self.group.arch,
             self.config.tasks_per_step, self.group.horizon)
+        self.estimator_state = self.sharding.place_state(state)
+        self.group_inner_steps = int(self.estimator_state.step_in_horizon)
 
     def _group_done(self) -> bool:
-        state = self.estimator_state
-        return self.group is None or int(state.step_in_horizon) >= int(state.horizon)
+        return self.group is None or self.group_inner_steps >= self.group.horizon
 
     # -- checkpoints ---------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -116,6 +171,8 @@ class MetaTrainer:
         restored = self.checkpointer.restore(latest, self._state())
         self.theta, self.opt_state = restored["theta"], restored["opt_state"]
         self.estimator_state = restored["estimator"]
+        if self.estimator_state is not None:
+            self.group_inner_steps = int(self.estimator_state.step_in_horizon)
         self.step, self.skipped = meta["step"], meta["skipped"]
         self.group_start = meta["group_start"]
 
@@ -123,41 +180,53 @@ class MetaTrainer:
     def train_step(self) -> dict[str, float]:
         if self._group_done():
             self._start_group(self.step)
-        data = group_data(self.components.family, self.group, self._key(_DATA, self.step),
-                          self.config.batch_size)
+        prefetched = self._take_prefetched(self.step, self.group_start)
+        data = prefetched[1] if prefetched else self._build_data(self.group, self.step)
         grad, next_state, metrics = self.components.estimator.estimate(
             self.unroll, self.theta, self.estimator_state, data, self._key(_UNROLL, self.step))
         self.theta, self.opt_state, ok, grad_norm = self.update(
             self.theta, self.opt_state, grad, metrics["meta_loss"])
-        if bool(ok):
-            self.estimator_state = next_state
+        # the device is busy: build the next step's data, guessing whether this group ends now
+        horizon = self.group.horizon
+        ends = self.group_inner_steps + self.group.truncation_length >= horizon
+        self._prefetch(self.step + 1, self.step + 1 if ends else self.group_start)
+        host = jax.device_get({"ok": ok, "grad_norm": grad_norm, "metrics": metrics,
+                               "inner_step": next_state.step_in_horizon})  # the step's one sync
+        if host["ok"]:
+            self.estimator_state = self.sharding.place_state(next_state)
+            self.group_inner_steps = int(host["inner_step"])
         else:  # the non-finite step never reaches θ; its tasks are abandoned
             self.skipped += 1
             self.group = None
         self.step += 1
-        out = {k: float(v) for k, v in metrics.items()}
-        out.update(grad_norm=float(grad_norm), skipped=self.skipped,
-                   inner_step=int(next_state.step_in_horizon), horizon=int(next_state.horizon),
+        out = {k: float(v) for k, v in host["metrics"].items()}
+        out.update(grad_norm=float(host["grad_norm"]), skipped=self.skipped,
+                   inner_step=int(host["inner_step"]), horizon=horizon,
                    depth=len(self.group.arch.widths) if self.group else 0)
         return out
 
-    def run(self, progress: bool = True) -> dict[str, Any]:
+    def run(self, progress: bool = True, max_seconds: float | None = None) -> dict[str, Any]:
+        """Train to config.num_steps (or until `max_seconds` have passed); save at exit."""
         config = self.config
-        (self.workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=2, default=str))
-        writer = MetricsWriter(self.workdir, resume_step=self.step)
+        primary = distributed.is_primary()
+        if primary:
+            (self.workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=2, default=str))
+        writer = MetricsWriter(self.workdir, resume_step=self.step) if primary else None
         first_step, started = self.step, time.perf_counter()
         last_saved = self.step
         bar = None
-        if progress:
+        if progress and primary:
             from tqdm import tqdm
 
             bar = tqdm(total=config.num_steps, initial=self.step, desc="meta-train", dynamic_ncols=True)
         try:
             while self.step < config.num_steps:
+                if max_seconds is not None and time.perf_counter() - started >= max_seconds:
+                    break
                 tick = time.perf_counter()
                 metrics = self.train_step()
                 metrics["seconds"] = time.perf_counter() - tick
-                if self.step % config.log_every == 0 or self.step == config.num_steps:
+                if writer and (self.step % config.log_every == 0 or self.step == config.num_steps):
                     writer.write(self.step, metrics)
                 if bar is not None:
                     bar.update(1)
@@ -167,15 +236,30 @@ class MetaTrainer:
                     self.save()
                     last_saved = self.step
         finally:
+            self._pending = None
+            self._prefetcher.shutdown(wait=True, cancel_futures=True)
             if self.step != last_saved:
                 self.save()  # at exit, including KeyboardInterrupt
-            writer.close()
+            if writer:
+                writer.close()
             if bar is not None:
                 bar.close()
             self.checkpointer.close()
         elapsed = time.perf_counter() - started
         return {"steps": self.step, "skipped": self.skipped, "seconds": elapsed,
                 "steps_per_second": (self.step - first_step) / max(elapsed, 1e-9)}
+
+
+def _use_compilation_cache(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
+    """JAX's persistent compilation cache in `config.compilation_cache_dir` (default: the workdir).
+
+    A cache directory chosen outside the config (JAX_COMPILATION_CACHE_DIR) wins.
+    """
+    if not config.get("compilation_cache", True) or jax.config.jax_compilation_cache_dir:
+        return
+    directory = config.get("compilation_cache_dir", "") or str(workdir / "compilation_cache")
+    compilation_cache.set_cache_dir(str(pathlib.Path(directory).absolute()))
+    compilation_cache.reset_cache()  # a cache looked up before (e.g. none) is not consulted again otherwise
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress: bool = True):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -17,11 +18,20 @@ from metaplastic.core.interfaces import (Architecture, InnerState, MetaObjective
                                          TruncationData, UpdateRule)
 
 
+def segment_length(num_steps: int) -> int:
+    """Steps per rematerialised segment: about √K, which minimises K/S + S stored states."""
+    return max(1, round(math.sqrt(num_steps)))
+
+
 @dataclasses.dataclass(frozen=True)
 class TruncatedUnroll:
     rule: UpdateRule
     objective: MetaObjective
-    remat: bool = False  # recompute each inner step in the backward pass (memory ~ O(1) in K)
+    # Rematerialise in the backward pass: the unroll is cut into segments of about √K steps and
+    # only the inner state at each segment boundary (and, while a segment is differentiated,
+    # at each of its steps) is kept, so memory grows as √K instead of K at the price of
+    # recomputing each inner step twice.
+    remat: bool = False
 
     def init(self, key: jax.Array, arch: Architecture, num_tasks: int) -> InnerState:
         """φ_0 for T tasks, stacked on a leading axis."""
@@ -38,10 +48,11 @@ class TruncatedUnroll:
             loss = self.objective.loss(functools.partial(self.rule.features, state), batch_a, batch_b)
             return state, loss
 
-        if self.remat:
-            step = jax.checkpoint(step)
-        keys = jax.random.split(key, data.unlabeled.shape[0])
-        return jax.lax.scan(step, state, (data.unlabeled, data.meta_a, data.meta_b, keys))
+        num_steps = data.unlabeled.shape[0]
+        inputs = (data.unlabeled, data.meta_a, data.meta_b, jax.random.split(key, num_steps))
+        if not self.remat:
+            return jax.lax.scan(step, state, inputs)
+        return _segmented_scan(jax.checkpoint(step), state, inputs, segment_length(num_steps))
 
     def batch_loss(self, theta: Pytree, states: InnerState, data: TruncationData,
                    key: jax.Array) -> tuple[jax.Array, tuple[InnerState, jax.Array]]:
@@ -49,3 +60,21 @@ class TruncatedUnroll:
         keys = jax.random.split(key, data.unlabeled.shape[0])
         states, losses = jax.vmap(self.unroll, in_axes=(None, 0, 0, 0))(theta, states, data, keys)
         return jnp.mean(losses), (states, losses)
+
+
+def _segmented_scan(step, carry, inputs, length: int):
+    """`lax.scan(step, carry, inputs)` as a scan over checkpointed segments of `length` steps."""
+    total = jax.tree.leaves(inputs)[0].shape[0]
+    segments, tail = divmod(total, length)
+
+    @jax.checkpoint
+    def segment(carry, segment_inputs):
+        return jax.lax.scan(step, carry, segment_inputs)
+
+    head = jax.tree.map(lambda a: a[:segments * length].reshape((segments, length) + a.shape[1:]), inputs)
+    carry, outputs = jax.lax.scan(segment, carry, head)
+    outputs = jax.tree.map(lambda a: a.reshape((segments * length,) + a.shape[2:]), outputs)
+    if tail:
+        carry, tail_outputs = segment(carry, jax.tree.map(lambda a: a[segments * length:], inputs))
+        outputs = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), outputs, tail_outputs)
+    return carry, outputs

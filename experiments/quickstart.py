@@ -14,7 +14,13 @@ def get_config(arg=None):
     config.num_steps = 1000
     config.tasks_per_step = 4
     config.batch_size = 64
-    config.remat = False
+    config.remat = False  # rematerialise inner steps in the backward pass (memory ~ √K, ~2 extra forwards)
+    config.compilation_cache = True  # JAX's persistent compilation cache
+    config.compilation_cache_dir = ""  # "" = <workdir>/compilation_cache
+    # several processes (hosts): unset fields come from JAX_COORDINATOR_ADDRESS,
+    # JAX_NUM_PROCESSES, JAX_PROCESS_ID; cluster_detection lets JAX read Slurm / Open MPI
+    config.distributed = ml_collections.ConfigDict(dict(
+        coordinator_address="", num_processes=0, process_id=-1, cluster_detection=False))
 
     config.base_model = "mlp_bn"
     config.base_model_config = ml_collections.ConfigDict()

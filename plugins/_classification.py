@@ -174,8 +174,8 @@ class ClassTasks:
         perm = self.permutation(task, features.shape[1])
         if perm is not None:
             features = features[:, perm]
-        features = features.reshape(k, -1, features.shape[-1])
-        extra = extra.reshape(k, -1, extra.shape[-1])
+        features = features.reshape(*index.shape, features.shape[-1])
+        extra = extra.reshape(*index.shape, extra.shape[-1])
 
         onehot = np.zeros((n * c, self.max_classes), np.float32)
         onehot[np.arange(n * c), np.tile(np.arange(c), n)] = 1.0

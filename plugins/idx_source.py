@@ -9,6 +9,7 @@ A dataset `name` is a folder holding `train-images-idx3-ubyte`,
   ~/.keras/datasets, ~/data
 each as <root>/<name>, <root>/<name with '-'>, <root>/<TorchName>/raw.
 Any name works (kmnist, ...); mnist and fashion_mnist also match their usual folder names.
+Parsed arrays are cached (uint8) under <cache_dir>/idx-cache keyed by the files' size and mtime.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pathlib
 
 import numpy as np
 
-from metaplastic.core.data import cache_dir, search_dirs, to_unit_float
+from metaplastic.core.data import cache_dir, cache_key, cached_arrays, file_stamp, search_dirs, to_unit_float
 from metaplastic.core.interfaces import Dataset, DatasetUnavailable, DataSource
 from metaplastic.registries import hookimpl
 
@@ -91,7 +92,12 @@ class IdxSource(DataSource):
             how = HOW_TO.get(dataset, f"put its IDX files in $METAPLASTIC_IDX_DIR/{dataset}/")
             raise DatasetUnavailable(f"no {SPLIT_PREFIX[split]}-images/labels IDX files for '{dataset}' "
                                      f"under {roots}; {how}")
-        images, labels = (read_idx(p) for p in found)
+        def parse():  # gunzip + parse once; later loads read the uncompressed cache
+            images, labels = (read_idx(p) for p in found)
+            return {"x": images, "y": labels}
+
+        arrays = cached_arrays("idx-cache", cache_key(dataset, split, *map(file_stamp, found)), parse)
+        images, labels = arrays["x"], arrays["y"]
         if len(images) != len(labels) or images.ndim != 3:
             raise DatasetUnavailable(f"{found[0]}: images {images.shape} do not match labels {labels.shape}")
         y = labels.astype(np.int32)

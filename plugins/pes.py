@@ -33,8 +33,9 @@ import jax.numpy as jnp
 
 from metaplastic.core.interfaces import EstimatorState, GradientEstimator, InnerState, Pytree
 from metaplastic.core.unroll import TruncatedUnroll
-from metaplastic.plugins.truncated_es import (antithetic_unrolls, es_combine, sample_perturbations,
-                                              split_keys, tree_finite_per_pair, validate_es_fields)
+from metaplastic.plugins.truncated_es import (es_combine, population, sample_perturbations, split_keys,
+                                              split_population, tree_finite_per_pair, unroll_population,
+                                              validate_es_fields)
 from metaplastic.registries import hookimpl
 
 
@@ -60,12 +61,16 @@ def _select_pairs(keep: jax.Array, new: Pytree, fallback: Pytree) -> Pytree:
 @functools.partial(jax.jit, static_argnames=("estimator", "unroll"))
 def _pes_step(estimator: "PES", unroll: TruncatedUnroll, theta, inner, pairs: PESPairs, data, key):
     num_tasks, num_pairs = data.unlabeled.shape[0], estimator.num_pairs
-    perturbation_key, unroll_key, task_keys = split_keys(key, num_tasks)
+    perturbation_key, task_keys = split_keys(key, num_tasks)
     eps = sample_perturbations(theta, perturbation_key, estimator.std, num_tasks, num_pairs)
     accumulator = jax.tree.map(jnp.add, pairs.accumulator, eps)
-    loss, (next_inner, losses) = unroll.batch_loss(theta, inner, data, unroll_key)
-    pos, neg, loss_pos, loss_neg = antithetic_unrolls(unroll, theta, eps, pairs.positive, pairs.negative,
-                                                      data, task_keys, per_pair_states=True)
+    starts = jax.tree.map(lambda mean, pos, neg: jnp.concatenate([mean[:, None], pos, neg], axis=1),
+                          inner, pairs.positive, pairs.negative)
+    states, losses = unroll_population(unroll, population(theta, eps), starts, data, task_keys,
+                                       shared_start=False)
+    next_inner, pos, neg = split_population(states, num_pairs)
+    losses, loss_pos, loss_neg = split_population(losses, num_pairs)  # [T, K], [T, pairs, K] x2
+    loss_pos, loss_neg = jnp.mean(loss_pos, -1), jnp.mean(loss_neg, -1)
     usable = (jnp.isfinite(loss_pos) & jnp.isfinite(loss_neg)
               & tree_finite_per_pair(pos) & tree_finite_per_pair(neg))
     grad, metrics = es_combine(accumulator, loss_pos, loss_neg, usable, estimator.std,
@@ -75,8 +80,10 @@ def _pes_step(estimator: "PES", unroll: TruncatedUnroll, theta, inner, pairs: PE
     next_pairs = PESPairs(positive=_select_pairs(usable, pos, restart),
                           negative=_select_pairs(usable, neg, restart),
                           accumulator=_select_pairs(usable, accumulator, zeros))
-    metrics.update(meta_loss=loss, meta_loss_last=jnp.mean(losses[:, -1]),
-                   pes_loss_gap=jnp.mean(jnp.where(usable, (loss_pos + loss_neg) / 2, loss)) - loss)
+    # how far the persistent pairs have drifted from θ's own trajectory, in meta-loss
+    gap = jnp.where(usable, (loss_pos + loss_neg) / 2 - jnp.mean(losses, -1, keepdims=True), 0.0)
+    metrics.update(meta_loss=jnp.mean(losses), meta_loss_last=jnp.mean(losses[:, -1]),
+                   pes_pair_loss_gap=jnp.sum(gap) / jnp.maximum(jnp.sum(usable), 1))
     return grad, next_inner, next_pairs, metrics
 
 

@@ -88,13 +88,12 @@ class TfdsSource(DataSource):
         except ImportError:
             raise DatasetUnavailable("tensorflow-datasets is not installed; "
                                      "`pip install tensorflow-datasets array_record`") from None
-        try:
-            tfds.builder_cls(name.split("/")[0])
-        except Exception:
-            raise DatasetUnavailable(f"'{name}' is not a TFDS dataset name") from None
         data_dir = tfds_data_dir(self.data_dir)
-        try:
+        try:  # a registered builder, or files prepared elsewhere (read from dataset_info.json)
             source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+        except tfds.core.registered.DatasetNotFoundError:
+            raise DatasetUnavailable(f"'{name}' is neither a TFDS dataset name nor prepared in "
+                                     f"{data_dir or '~/tensorflow_datasets'}") from None
         except Exception as error:  # not prepared, prepared as TFRecord, unknown split, ...
             raise DatasetUnavailable(self._why(name, split, data_dir, error)) from None
         info = source.dataset_info
@@ -102,6 +101,9 @@ class TfdsSource(DataSource):
         label = next((k for k, f in features.items()
                       if k in ("label", "labels") and isinstance(f, tfds.features.ClassLabel)), None)
         image = next((k for k, f in features.items() if isinstance(f, tfds.features.Image)), None)
+        if image is None:  # an image stored as a plain uint8 tensor [H, W] or [H, W, C]
+            image = next((k for k, f in features.items() if isinstance(f, tfds.features.Tensor)
+                          and len(f.shape) in (2, 3) and np.dtype(f.np_dtype) == np.uint8), None)
         text = next((k for k, f in features.items() if isinstance(f, tfds.features.Text)), None)
         if label is None or (image is None and text is None):
             raise DatasetUnavailable(f"TFDS '{name}' has no class label with an image or text feature")
@@ -125,6 +127,8 @@ class TfdsSource(DataSource):
         else:
             arrays = decode()
         x = arrays["x"]
+        if x.ndim == 3:
+            x = x[..., None]
         if name.split("/")[0] in INVERT_GRAY:
             x = 255 - x[..., :1]
         return Dataset(dataset, to_unit_float(x), arrays["y"], num_classes, source=origin)
@@ -136,7 +140,8 @@ class TfdsSource(DataSource):
                 os.path.join(data_dir or os.path.expanduser("~/tensorflow_datasets"), name.split("/")[0])):
             return (f"'{name}' is prepared as TFRecord, which needs TensorFlow to read; "
                     + _build_command(name, data_dir))
-        if "TFRECORD" in text or isinstance(error, (FileNotFoundError, AssertionError)):
+        if ("TFRECORD" in text or "not been generated" in text
+                or isinstance(error, (FileNotFoundError, AssertionError))):
             return f"'{name}' is not prepared in {data_dir or '~/tensorflow_datasets'}; " + _build_command(name, data_dir)
         if "split" in text.lower():
             return f"'{name}' has no split '{split}' ({text.splitlines()[0]})"

@@ -61,28 +61,34 @@ def tree_finite_per_pair(tree: Pytree, lead: int = 2) -> jax.Array:
     return functools.reduce(jnp.logical_and, checks)
 
 
-def antithetic_unrolls(unroll: TruncatedUnroll, theta: Pytree, perturbations: Pytree,
-                       positive: InnerState, negative: InnerState, data, task_keys: jax.Array,
-                       per_pair_states: bool):
-    """Unroll θ±ε for every task and pair.
+def population(theta: Pytree, perturbations: Pytree) -> Pytree:
+    """[T, 1 + 2·pairs, ...]: θ itself, then θ + ε for every pair, then θ − ε."""
+    def build(leaf, eps):
+        unperturbed = jnp.broadcast_to(leaf, eps.shape[:1] + (1,) + jnp.shape(leaf))
+        return jnp.concatenate([unperturbed, leaf + eps, leaf - eps], axis=1)
+    return jax.tree.map(build, theta, perturbations)
 
-    `positive`/`negative` are per-task states [T, ...] shared by the pairs, or
-    per-pair states [T, pairs, ...] when `per_pair_states`. Returns next states
-    [T, pairs, ...] for both signs and the truncation-mean losses [T, pairs].
+
+def unroll_population(unroll: TruncatedUnroll, thetas: Pytree, states: InnerState, data,
+                      task_keys: jax.Array, shared_start: bool) -> tuple[InnerState, jax.Array]:
+    """Unroll every member of every task's population in one vectorised scan.
+
+    `thetas` [T, M, ...]; `states` [T, ...] when every member starts from its task's
+    state (`shared_start`), else [T, M, ...]. All members of a task see the same
+    data and unroll key. Returns next states [T, M, ...] and losses [T, M, K].
     """
-    state_axis = 0 if per_pair_states else None
+    def one_task(task_thetas, task_states, task_data, key):
+        member = lambda theta, state: unroll.unroll(theta, state, task_data, key)
+        return jax.vmap(member, in_axes=(0, None if shared_start else 0))(task_thetas, task_states)
 
-    def one_task(eps, pos, neg, task_data, key):
-        def one_pair(e, pos, neg):
-            plus = jax.tree.map(jnp.add, theta, e)
-            minus = jax.tree.map(jnp.subtract, theta, e)
-            pos, loss_pos = unroll.unroll(plus, pos, task_data, key)
-            neg, loss_neg = unroll.unroll(minus, neg, task_data, key)
-            return pos, neg, jnp.mean(loss_pos), jnp.mean(loss_neg)
+    return jax.vmap(one_task)(thetas, states, data, task_keys)
 
-        return jax.vmap(one_pair, in_axes=(0, state_axis, state_axis))(eps, pos, neg)
 
-    return jax.vmap(one_task)(perturbations, positive, negative, data, task_keys)
+def split_population(tree: Pytree, num_pairs: int) -> tuple[Pytree, Pytree, Pytree]:
+    """[T, 1 + 2·pairs, ...] -> (unperturbed [T, ...], positive [T, pairs, ...], negative [T, pairs, ...])."""
+    return (jax.tree.map(lambda x: x[:, 0], tree),
+            jax.tree.map(lambda x: x[:, 1:1 + num_pairs], tree),
+            jax.tree.map(lambda x: x[:, 1 + num_pairs:], tree))
 
 
 def es_combine(directions: Pytree, loss_pos: jax.Array, loss_neg: jax.Array, usable: jax.Array,
@@ -101,24 +107,26 @@ def es_combine(directions: Pytree, loss_pos: jax.Array, loss_neg: jax.Array, usa
     return grad, metrics
 
 
-def split_keys(key: jax.Array, num_tasks: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(perturbation key, unroll key for the mean trajectory, per-task unroll keys)."""
+def split_keys(key: jax.Array, num_tasks: int) -> tuple[jax.Array, jax.Array]:
+    """(perturbation key, per-task unroll keys [T])."""
     perturbation_key, unroll_key = jax.random.split(key)
-    # the same per-task keys TruncatedUnroll.batch_loss derives, so every pair sees the mean's noise
-    return perturbation_key, unroll_key, jax.random.split(unroll_key, num_tasks)
+    # the per-task keys TruncatedUnroll.batch_loss would derive from `unroll_key`
+    return perturbation_key, jax.random.split(unroll_key, num_tasks)
 
 
 @functools.partial(jax.jit, static_argnames=("estimator", "unroll"))
 def _truncated_es_step(estimator: "TruncatedES", unroll: TruncatedUnroll, theta, inner, data, key):
-    num_tasks = data.unlabeled.shape[0]
-    perturbation_key, unroll_key, task_keys = split_keys(key, num_tasks)
-    eps = sample_perturbations(theta, perturbation_key, estimator.std, num_tasks, estimator.num_pairs)
-    loss, (next_inner, losses) = unroll.batch_loss(theta, inner, data, unroll_key)
-    pos, neg, loss_pos, loss_neg = antithetic_unrolls(unroll, theta, eps, inner, inner, data,
-                                                      task_keys, per_pair_states=False)
+    num_tasks, num_pairs = data.unlabeled.shape[0], estimator.num_pairs
+    perturbation_key, task_keys = split_keys(key, num_tasks)
+    eps = sample_perturbations(theta, perturbation_key, estimator.std, num_tasks, num_pairs)
+    states, losses = unroll_population(unroll, population(theta, eps), inner, data, task_keys,
+                                       shared_start=True)
+    next_inner = split_population(states, num_pairs)[0]
+    losses, loss_pos, loss_neg = split_population(losses, num_pairs)  # [T, K], [T, pairs, K] x2
+    loss_pos, loss_neg = jnp.mean(loss_pos, -1), jnp.mean(loss_neg, -1)
     usable = jnp.isfinite(loss_pos) & jnp.isfinite(loss_neg)
     grad, metrics = es_combine(eps, loss_pos, loss_neg, usable, estimator.std, estimator.max_loss_diff)
-    metrics.update(meta_loss=loss, meta_loss_last=jnp.mean(losses[:, -1]))
+    metrics.update(meta_loss=jnp.mean(losses), meta_loss_last=jnp.mean(losses[:, -1]))
     return grad, next_inner, metrics
 
 

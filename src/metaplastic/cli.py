@@ -13,6 +13,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--config", required=True, help="experiments/x.py[:arg]")
     train.add_argument("--workdir", required=True)
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    evaluate = commands.add_parser(
+        "evaluate", help="train fresh base models on held-out data with each method, read out with "
+                         "few labels; writes results.json/.csv, report.md and pictures (resumes)")
+    evaluate.add_argument("--config", required=True, help="experiments/eval_x.py[:arg]")
+    evaluate.add_argument("--workdir", required=True)
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     commands.add_parser("plugins", help="list registered components by kind, name and origin")
     return parser
 
@@ -40,7 +46,21 @@ def _cmd_train(args, overrides) -> int:
     return 0
 
 
-COMMANDS = {"train": _cmd_train, "plugins": _cmd_plugins}
+def _cmd_evaluate(args, overrides) -> int:
+    from metaplastic.core import evaluation
+    from metaplastic.core.interfaces import DatasetUnavailable
+
+    try:
+        study = evaluation.load_study(args.config, overrides)
+        results = evaluation.run_study(study, args.workdir, progress=not args.no_progress)
+    except (evaluation.EvaluationError, DatasetUnavailable) as error:
+        print(f"metaplastic: error: {error}", file=sys.stderr)
+        return 2
+    print(f"done: {len(results['cells'])} cells; report {args.workdir}/report.md")
+    return 0
+
+
+COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "plugins": _cmd_plugins}
 
 
 def main(argv: list[str] | None = None) -> int:

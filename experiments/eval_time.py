@@ -1,0 +1,45 @@
+"""Evaluation over time: few-shot accuracy vs unsupervised steps (log scale), per method.
+
+    metaplastic evaluate --config experiments/eval_time.py --workdir runs/eval_time \
+        --config.rule_checkpoint=runs/quickstart
+
+One run per (method, dataset, seed) to the largest step count, read out at each
+snapshot. Held-out sklearn digits 5–9, and Fashion-MNIST 14×14 when installed.
+Variant `:quick` shrinks everything for tests.
+"""
+
+import ml_collections
+
+from metaplastic.experiments.eval_datasets import METHODS
+
+
+def get_config(arg=None):
+    config = ml_collections.ConfigDict()
+    config.name = "time"
+    config.description = "Few-shot accuracy as unsupervised training proceeds."
+    config.seed = 0
+    config.seeds = 10
+    config.rule = "simple_local"
+    config.rule_checkpoint = ""
+    config.methods = ml_collections.ConfigDict(METHODS)
+    config.datasets = ml_collections.ConfigDict(dict(
+        digits_5_9=dict(dataset="digits", classes=(5, 6, 7, 8, 9), required=True),
+        fashion_14=dict(dataset="fashion_mnist", image_size=14, max_unlabeled=10000, max_test=1000),
+    ))
+    config.architectures = ((2, 64),)
+    config.top_width = 32
+    config.batch_size = 64
+    config.steps = (1, 3, 10, 30, 100, 300, 1000, 3000)
+    config.shots = (10,)
+    config.filters_dataset = "fashion_14"
+    if arg == "quick":
+        config.seeds = 2
+        config.datasets = ml_collections.ConfigDict(dict(
+            digits_5_9=dict(dataset="digits", classes=(5, 6, 7, 8, 9), required=True, max_test=100)))
+        config.architectures = ((1, 16),)
+        config.top_width = 8
+        config.batch_size = 16
+        config.steps = (1, 4)
+        config.shots = (2,)
+        config.main_shots = 2
+    return config

@@ -1,0 +1,390 @@
+"""The evaluation engine: readouts and sampling against independent references, label hygiene,
+resumable cells, checkpoint loading, the `evaluate` command and every study config."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import pathlib
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from metaplastic import cli
+from metaplastic.core import evaluation
+from metaplastic.core.config import ConfigError, load_config_file, resolve
+from metaplastic.core.interfaces import Dataset, DatasetUnavailable, DataSource
+from metaplastic.registries import hookimpl
+from metaplastic.registries import registry as registry_module
+
+EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "experiments"
+STUDIES = ["eval_datasets", "eval_time", "eval_imdb", "eval_architectures",
+           "eval_architectures_large", "eval_filters"]
+
+
+def tiny_study(**fields) -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict(dict(
+        name="tiny", seeds=2, rule="simple_local",
+        methods=dict(learned=dict(method="update_rule"), raw_input=dict(method="raw_input"),
+                     supervised=dict(method="supervised")),
+        datasets=dict(digits_5_9=dict(dataset="digits", classes=(5, 6, 7, 8, 9), max_test=100)),
+        architectures=((1, 16),), top_width=8, batch_size=16, steps=(2,), shots=(1, 3), main_shots=3))
+    for key, value in fields.items():
+        config[key] = value
+    return evaluation.resolve_study(config)
+
+
+# ---------------------------------------------------------------- readouts and sampling
+
+def test_ridge_readout_matches_sklearn_ridge():
+    from sklearn.linear_model import Ridge
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 6)) * 1.5
+    labels = rng.integers(4, size=60)
+    features = centres[labels] + rng.normal(size=(60, 6))
+    test = centres[rng.integers(4, size=200)] + rng.normal(size=(200, 6))
+    ours = evaluation.ridge_readout(features, labels, test, 4, ridge_lambda=3.0)
+    reference = Ridge(alpha=3.0, fit_intercept=True).fit(features, np.eye(4)[labels]).predict(test)
+    np.testing.assert_array_equal(ours, reference.argmax(axis=1))
+    assert len(set(ours.tolist())) == 4
+
+
+def test_logistic_readout_matches_an_independent_fit():
+    from scipy.optimize import minimize
+    from scipy.special import logsumexp
+
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(3), 10)
+    features = rng.normal(size=(30, 5)) * [1, 10, 0.1, 1, 3] + labels[:, None] * [1, 0, 0.1, -1, 2]
+    test = rng.normal(size=(100, 5)) * [1, 10, 0.1, 1, 3] + rng.integers(3, size=(100, 1)) * [1, 0, 0.1, -1, 2]
+    mean, std = features.mean(0), features.std(0)
+    z, z_test = (features - mean) / std, (test - mean) / std
+
+    def objective(flat):  # C · Σ cross-entropy + ½‖W‖², bias unpenalised (C = 1)
+        w, b = flat[:15].reshape(5, 3), flat[15:]
+        logits = z @ w + b
+        return np.sum(logsumexp(logits, axis=1) - logits[np.arange(30), labels]) + 0.5 * np.sum(w * w)
+
+    flat = minimize(objective, np.zeros(18), method="BFGS", options={"gtol": 1e-8}).x
+    reference = (z_test @ flat[:15].reshape(5, 3) + flat[15:]).argmax(axis=1)
+    ours = evaluation.logistic_readout(features, labels, test, 3, c=1.0)
+    assert np.mean(ours == reference) >= 0.99
+    assert len(set(ours.tolist())) == 3
+
+
+def test_few_shot_sampling_is_balanced_distinct_and_uniform():
+    labels = np.array([0] * 7 + [1] * 12 + [2] * 5)
+    rng = np.random.default_rng(0)
+    counts = np.zeros(len(labels))
+    draws = 3000
+    for _ in range(draws):
+        index = evaluation.sample_few_shot(labels, 3, 4, rng)
+        assert len(set(index.tolist())) == 12
+        np.testing.assert_array_equal(labels[index], np.repeat(np.arange(3), 4))
+        counts[index] += 1
+    expected = 4 / np.bincount(labels)[labels]  # every example of class c equally likely: 4 / n_c
+    np.testing.assert_allclose(counts / draws, expected, atol=0.04)
+    again = [evaluation.sample_few_shot(labels, 3, 4, np.random.default_rng(5)) for _ in range(2)]
+    np.testing.assert_array_equal(*again)
+    with pytest.raises(evaluation.EvaluationError, match="class 2 has 5 .*shots=6"):
+        evaluation.sample_few_shot(labels, 3, 6, rng)
+
+
+class _BatchCentred(evaluation.FeatureModel):
+    def features(self, x):
+        return x - x.mean(axis=0)
+
+
+class _PerExample(evaluation.FeatureModel):
+    def features(self, x):
+        return np.tanh(x)
+
+
+def test_features_are_computed_with_shared_batch_statistics():
+    rng = np.random.default_rng(0)
+    labeled, test = rng.normal(size=(10, 3)), rng.normal(size=(150, 3))
+    # one pass when everything fits
+    a, b = evaluation.compute_features(_BatchCentred(), labeled, test, 1000)
+    both = np.concatenate([labeled, test])
+    np.testing.assert_allclose(np.concatenate([a, b]), both - both.mean(0))
+    # chunks of test examples, each next to the labelled ones
+    a, b = evaluation.compute_features(_PerExample(), labeled, test, 10 + 64)
+    np.testing.assert_allclose(a, np.tanh(labeled))
+    np.testing.assert_allclose(b, np.tanh(test))
+    a, b = evaluation.compute_features(_BatchCentred(), labeled, test, 10 + 75)
+    chunk = np.concatenate([labeled, test[:75]])
+    np.testing.assert_allclose(b[:75], (chunk - chunk.mean(0))[10:])
+    with pytest.raises(evaluation.EvaluationError, match="feature_batch"):
+        evaluation.compute_features(_PerExample(), labeled, test, 20)
+
+
+# ---------------------------------------------------------------- rules from meta-training workdirs
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A `metaplastic train` workdir saved by the trainer at steps 2, 4, 6 (θ moved by hand between
+    saves instead of by meta-training, to keep the test fast); returns it, θ at 6 and θ at 0."""
+    from metaplastic.core.trainer import MetaTrainer
+
+    workdir = tmp_path_factory.mktemp("meta") / "run"
+    config = resolve(load_config_file(str(EXPERIMENTS / "quickstart.py") + ":tiny"),
+                     [("num_steps", "0")])
+    trainer = MetaTrainer(config, workdir)
+    initial = jax.tree.map(np.asarray, trainer.theta)
+    trainer.run(progress=False)  # writes config.json
+    trainer.checkpointer = type(trainer.checkpointer)(workdir / "checkpoints", keep=config.checkpoint_keep)
+    for step in (2, 4, 6):
+        key = jax.random.PRNGKey(step)
+        trainer.theta = jax.tree.map(lambda t: t + 0.1 * jax.random.normal(key, t.shape), trainer.theta)
+        trainer.step = step
+        trainer.save()
+    trainer.checkpointer.close()
+    return workdir, jax.tree.map(np.asarray, trainer.theta), initial
+
+
+def test_load_rule_from_workdir_restores_the_trainers_theta(trained):
+    workdir, final, initial = trained
+    rule, theta = evaluation.load_rule_from_workdir(workdir)
+    assert type(rule).__name__ == "SimpleLocalRule"
+    assert jax.tree.structure(theta) == jax.tree.structure(final)
+    for got, want in zip(jax.tree.leaves(theta), jax.tree.leaves(final)):
+        assert isinstance(got, jax.Array)
+        np.testing.assert_array_equal(got, want)
+    assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(final), jax.tree.leaves(initial)))
+    _, theta0 = evaluation.load_rule_from_workdir(workdir, step=0)
+    for got, want in zip(jax.tree.leaves(theta0), jax.tree.leaves(initial)):
+        np.testing.assert_array_equal(got, want)
+    assert evaluation.checkpoint_steps(workdir) == [2, 4, 6]
+    with pytest.raises(evaluation.EvaluationError, match="no step 3"):
+        evaluation.load_rule_from_workdir(workdir, step=3)
+    with pytest.raises(evaluation.EvaluationError, match="config.json"):
+        evaluation.load_rule_from_workdir(workdir / "checkpoints")
+
+
+# ---------------------------------------------------------------- test labels are for scoring only
+
+def test_readouts_and_methods_never_receive_test_labels():
+    assert list(inspect.signature(evaluation.predict).parameters) == [
+        "model", "labeled_x", "labeled_y", "test_x", "num_classes", "readouts", "feature_batch"]
+    fields = {f.name for f in dataclasses.fields(evaluation.TrainingProblem)}
+    assert not any("test" in name for name in fields)
+    labels = evaluation.ScoringLabels(np.array([0, 1, 1]))
+    assert labels.accuracy(np.array([0, 1, 0])) == pytest.approx(2 / 3) and labels.reads == 1
+    assert not [name for name in vars(labels) if not name.startswith("_") and name != "reads"]
+
+
+def test_shuffling_test_labels_changes_scores_but_not_predictions(tmp_path, monkeypatch):
+    recorded = {False: [], True: []}
+    original_accuracy = evaluation.ScoringLabels.accuracy
+    original_prepare = evaluation.prepare_dataset
+    poisoned = [False]
+
+    def prepare(label, spec):
+        data = original_prepare(label, spec)
+        if poisoned[0]:
+            shuffled = np.random.default_rng(0).permutation(data.y_test)
+            data = dataclasses.replace(data, y_test=shuffled)
+        return data
+
+    def accuracy(self, predictions):
+        recorded[poisoned[0]].append(np.array(predictions))
+        return original_accuracy(self, predictions)
+
+    monkeypatch.setattr(evaluation, "prepare_dataset", prepare)
+    monkeypatch.setattr(evaluation.ScoringLabels, "accuracy", accuracy)
+    study = tiny_study()
+    clean = evaluation.run_study(study, tmp_path / "clean", progress=False)
+    poisoned[0] = True
+    dirty = evaluation.run_study(study, tmp_path / "dirty", progress=False)
+    assert len(recorded[False]) == len(recorded[True]) == 2 * 2 * 3 * 2  # seeds·shots·methods·readouts
+    for a, b in zip(recorded[False], recorded[True]):
+        np.testing.assert_array_equal(a, b)
+    assert [r["mean"] for r in clean["summary"]] != [r["mean"] for r in dirty["summary"]]
+
+
+# ---------------------------------------------------------------- resumable cells
+
+class _FlakyPlugin:
+    """An eval method that can be told to fail at its n-th training run, and a tiny text dataset."""
+
+    calls = 0
+    fail_at = None
+
+    @hookimpl
+    def metaplastic_eval_methods(self):
+        return {"flaky": Flaky}
+
+    @hookimpl
+    def metaplastic_data_sources(self):
+        return {"tiny_bow_source": TinyBagOfWords}
+
+
+@dataclasses.dataclass(frozen=True)
+class Flaky(evaluation.EvalMethod):
+    def train(self, problem, steps):
+        _FlakyPlugin.calls += 1
+        if _FlakyPlugin.calls == _FlakyPlugin.fail_at:
+            raise KeyboardInterrupt
+        projection = np.asarray(jax.random.normal(problem.init_key, (problem.unlabeled.shape[1], 5)))
+
+        class Projected(evaluation.FeatureModel):
+            def features(self, x):
+                return np.maximum(x @ projection, 0.0)
+
+        for step in steps:
+            yield step, Projected()
+
+
+@dataclasses.dataclass(frozen=True)
+class TinyBagOfWords(DataSource):
+    """Two 'sentiments' with different word frequencies: [N, 40] word counts."""
+
+    def load(self, dataset, split):
+        if dataset != "tiny_bow":
+            raise DatasetUnavailable("only has 'tiny_bow'")
+        rng = np.random.default_rng({"train": 0, "test": 1}[split])
+        y = rng.integers(2, size=300)
+        rates = np.where(y[:, None] == 1, np.linspace(0.1, 2, 40), np.linspace(2, 0.1, 40))
+        return Dataset("tiny_bow", rng.poisson(rates).astype(np.float32), y.astype(np.int32), 2)
+
+
+@pytest.fixture
+def test_plugins(monkeypatch):
+    monkeypatch.setattr(registry_module, "_REGISTRY", registry_module.Registry(extra_plugins=(_FlakyPlugin(),)))
+    _FlakyPlugin.calls, _FlakyPlugin.fail_at = 0, None
+    yield _FlakyPlugin
+
+
+def test_interrupted_study_resumes_without_redoing_finished_cells(tmp_path, test_plugins):
+    study = tiny_study(seeds=3, primary_method="flaky", steps=(1, 2),
+                       methods=dict(flaky=dict(method="flaky"), raw_input=dict(method="raw_input")))
+    uninterrupted = evaluation.run_study(study, tmp_path / "whole", progress=False)
+    assert test_plugins.calls == 3
+    test_plugins.calls, test_plugins.fail_at = 0, 2
+    with pytest.raises(KeyboardInterrupt):
+        evaluation.run_study(study, tmp_path / "split", progress=False)
+    cells = tmp_path / "split" / "cells"
+    assert len(list(cells.glob("*.json"))) == 4 + 4  # flaky seed 0 and raw_input seed 0: 2 steps × 2 shots
+    assert not list(cells.glob(".tmp-*"))
+    test_plugins.calls, test_plugins.fail_at = 0, None
+    resumed = evaluation.run_study(study, tmp_path / "split", progress=False)
+    assert test_plugins.calls == 2  # seeds 1 and 2 only
+    assert resumed["summary"] == uninterrupted["summary"]
+    test_plugins.calls = 0
+    again = evaluation.run_study(study, tmp_path / "split", progress=False)
+    assert test_plugins.calls == 0 and again["summary"] == uninterrupted["summary"]
+
+
+def test_text_study_runs_on_a_tiny_bag_of_words(tmp_path, test_plugins):
+    config = load_config_file(str(EXPERIMENTS / "eval_imdb.py") + ":quick")
+    config.methods = {k: config.methods[k] for k in ("learned", "raw_input")}
+    study = evaluation.resolve_study(config, [("datasets.imdb.dataset", "tiny_bow"),
+                                              ("datasets.imdb.alternatives", "()"), ("seeds", "1")])
+    results = evaluation.run_study(study, tmp_path, progress=False)
+    raw = [r["mean"] for r in results["summary"] if r["method"] == "raw_input"]
+    assert min(raw) > 0.8  # the words separate the classes; so the pipeline sees the right labels
+    assert "steps.png" in (tmp_path / "report.md").read_text()
+
+
+def test_text_study_without_its_dataset_stops_with_one_line(tmp_path, capsys):
+    code = cli.main(["evaluate", "--config", str(EXPERIMENTS / "eval_imdb.py") + ":quick",
+                     "--workdir", str(tmp_path), "--no-progress",
+                     "--config.datasets.imdb.dataset=no_such_corpus", "--config.datasets.imdb.alternatives=()"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no_such_corpus" in err and "unavailable" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------- the command and the studies
+
+def test_evaluate_command_compares_a_trained_rule_with_every_baseline(tmp_path, trained, capsys):
+    workdir, _, _ = trained
+    code = cli.main(["evaluate", "--config", str(EXPERIMENTS / "eval_datasets.py") + ":quick",
+                     "--workdir", str(tmp_path), "--no-progress", f"--config.rule_checkpoint={workdir}",
+                     "--config.datasets.digits_0_4_train.max_test=40", "--config.shots=(2,)",
+                     "--config.main_shots=2"])
+    assert code == 0, capsys.readouterr().err
+    results = json.loads((tmp_path / "results.json").read_text())
+    methods = {"learned", "hebbian", "random_init", "raw_input", "supervised", "vae"}
+    assert set(results["methods"]) == methods
+    assert "meta-trained for 6 steps" in results["methods"]["learned"]
+    assert "no learned parameters" in results["methods"]["hebbian"]
+    rows = [r for r in results["summary"] if r["dataset"] == "digits_5_9"]
+    assert {r["method"] for r in rows} == methods and all(r["n"] == 2 and r["se"] >= 0 for r in rows)
+    assert {c["baseline"] for c in results["comparisons"]} == methods - {"learned"}
+    report = (tmp_path / "report.md").read_text()
+    for name in ("datasets.png", "filters.png", "± ", "Where learned loses", "raw_input"):
+        assert name in report
+    for name in ("datasets.png", "filters.png", "results.csv"):
+        assert (tmp_path / name).stat().st_size > 0
+    csv_lines = (tmp_path / "results.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("dataset,arch") and len(csv_lines) == 1 + len(results["summary"])
+
+
+def test_filters_study_sweeps_meta_training_checkpoints(tmp_path, trained):
+    workdir, _, _ = trained
+    study = evaluation.load_study(str(EXPERIMENTS / "eval_filters.py") + ":quick",
+                                  [f"--config.rule_checkpoint={workdir}"])
+    results = evaluation.run_study(study, tmp_path, progress=False)
+    assert [m for m in results["methods"] if m.startswith("learned@")] == [
+        "learned@0", "learned@2", "learned@4", "learned@6"]
+    assert results["primary"] == "learned@6"
+    assert (tmp_path / "filters.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("name", STUDIES)
+@pytest.mark.parametrize("variant", ["", ":quick"])
+def test_every_study_config_resolves(name, variant):
+    study = evaluation.load_study(str(EXPERIMENTS / f"{name}.py") + variant)
+    assert study.methods and study.datasets and study.seeds >= 1
+    for label in study.methods:
+        evaluation.build_method(label, study.methods[label], study)
+
+
+def test_architecture_and_time_pictures(tmp_path):
+    study = tiny_study(architectures=((1, 16), (2, 16), (1, 8)), steps=(1, 3), shots=(2,), main_shots=2,
+                       seeds=2, methods=dict(learned=dict(method="update_rule", rule="hebbian"),
+                                             random_init=dict(method="random_init")))
+    results = evaluation.run_study(study, tmp_path, progress=False)
+    assert set(results["pictures"].values()) == {"steps.png", "depth.png", "width.png", "filters.png"}
+    assert len(results["cells"]) == 2 * 3 * 2 * 2  # methods · archs · steps · seeds
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--config.methods.learned.rulez=x", "config.methods.learned.rulez: unknown field.*did you mean 'rule'"),
+    ("--config.readouts=('ridge','knn')", "config.readouts: unknown"),
+    ("--config.shots=(0,)", "config.shots"),
+    ("--config.primary_method=nobody", "config.primary_method"),
+    ("--config.stepz=3", "unknown config field 'config.stepz'"),
+])
+def test_bad_study_settings_are_one_clear_line(override, message):
+    with pytest.raises(ConfigError, match=message):
+        evaluation.load_study(str(EXPERIMENTS / "eval_datasets.py") + ":quick", [override])
+
+
+def test_bad_datasets_and_methods_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="config.methods.x.method: unknown eval_method 'nope'"):
+        tiny_study(methods=dict(x=dict(method="nope")))
+    study = tiny_study(datasets=dict(gone=dict(dataset="no_such_data", required=True)))
+    with pytest.raises(evaluation.EvaluationError, match="required dataset unavailable: datasets.gone"):
+        evaluation.run_study(study, tmp_path, progress=False)
+    study = tiny_study(shots=(500,))
+    with pytest.raises(evaluation.EvaluationError, match="shots=500"):
+        evaluation.run_study(study, tmp_path, progress=False)
+    with pytest.raises(evaluation.EvaluationError, match="no config.json"):
+        evaluation.expand_methods(tiny_study(rule_checkpoint=str(tmp_path)))
+
+
+def test_optional_missing_dataset_is_skipped_and_reported(tmp_path):
+    lines = []
+    study = tiny_study(seeds=1, shots=(1,), main_shots=1,
+                       methods=dict(learned=dict(method="update_rule", rule="hebbian")),
+                       datasets=dict(digits=dict(dataset="digits", classes=(5, 6), max_test=30),
+                                     absent=dict(dataset="no_such_data")))
+    results = evaluation.run_study(study, tmp_path, progress=False, log=lines.append)
+    assert results["datasets"]["absent"].startswith("skipped") and "absent" in lines[0]
+    assert "skipped" in (tmp_path / "report.md").read_text()
