@@ -14,6 +14,7 @@ run are compared with each other only; other load on the machine shifts them.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import tempfile
 import time
@@ -27,6 +28,11 @@ from metaplastic.core.trainer import MetaTrainer
 
 ESTIMATORS = ("truncated_backprop", "truncated_es", "pes")
 _EVAL = 1234  # key purpose unused by the trainer
+
+
+@functools.partial(jax.jit, static_argnames=("unroll",))
+def _batch_loss(unroll, theta, states, data, key):
+    return unroll.batch_loss(theta, states, data, key)
 
 
 def parse_args():
@@ -53,9 +59,10 @@ def warm_up(trainer: MetaTrainer) -> None:
     key = jax.random.PRNGKey(0)
     for length in trainer.schedule.truncation_lengths:
         for group in sample_groups(trainer, key, config.tasks_per_step, length, length):
-            state = estimator.init_state(trainer.unroll, trainer.theta, key, group.arch,
-                                         config.tasks_per_step, group.horizon)
-            data = group_data(family, group, key, config.batch_size)
+            # placed as the trainer places them, so the compiled programs are the ones it will call
+            state = trainer.sharding.place_state(estimator.init_state(
+                trainer.unroll, trainer.theta, key, group.arch, config.tasks_per_step, group.horizon))
+            data = trainer.sharding.from_local_tasks(group_data(family, group, key, config.batch_size))
             grad, _, metrics = estimator.estimate(trainer.unroll, trainer.theta, state, data, key)
             jax.block_until_ready(trainer.update(trainer.theta, trainer.opt_state, grad, metrics["meta_loss"]))
 
@@ -65,7 +72,6 @@ def evaluate(trainer: MetaTrainer, theta, args) -> tuple[float, float]:
     family, unroll = trainer.components.family, trainer.unroll
     length = max(trainer.schedule.truncation_lengths)
     steps = length * max(1, args.eval_steps // length)
-    batch_loss = jax.jit(unroll.batch_loss)
     key = jax.random.fold_in(jax.random.PRNGKey(trainer.config.seed), _EVAL)
     last, whole = [], []
     for index, group in enumerate(sample_groups(trainer, key, args.eval_tasks, length, steps)):
@@ -74,7 +80,7 @@ def evaluate(trainer: MetaTrainer, theta, args) -> tuple[float, float]:
         losses = []
         for step in range(steps // length):
             data = group_data(family, group, jax.random.fold_in(group_key, step), trainer.config.batch_size)
-            _, (states, truncation_losses) = batch_loss(theta, states, data, jax.random.fold_in(group_key, 10_000 + step))
+            _, (states, truncation_losses) = _batch_loss(unroll, theta, states, data, jax.random.fold_in(group_key, 10_000 + step))
             losses.append(np.asarray(truncation_losses))
         losses = np.concatenate(losses, axis=1)  # [tasks, steps]
         last.append(losses[:, -length:].mean())

@@ -307,11 +307,24 @@ def unlabeled_batch(pool: UnlabeledPool, data_key: jax.Array, step, batch_size: 
 def ridge_readout(train_features, train_labels, test_features, num_classes: int,
                   ridge_lambda: float) -> np.ndarray:
     """Argmax of the meta-objective's ridge solution (unpenalised bias) fit to one-hot labels."""
+    # zero feature columns get zero weight and padded test rows are dropped: padding both to
+    # bucket sizes leaves the answer unchanged and bounds the number of compiled shapes
+    train_features, test_features = np.asarray(train_features), np.asarray(test_features)
+    width = -(-train_features.shape[1] // 32) * 32
+    rows = 1 << max(0, len(test_features) - 1).bit_length()
+    train = np.zeros((len(train_features), width), np.float32)
+    train[:, : train_features.shape[1]] = train_features
+    test = np.zeros((rows, width), np.float32)
+    test[: len(test_features), : test_features.shape[1]] = test_features
+    targets = np.eye(num_classes, dtype=np.float32)[np.asarray(train_labels)]
+    return np.asarray(_ridge_argmax(train, targets, test, ridge_lambda))[: len(test_features)]
+
+
+@jax.jit
+def _ridge_argmax(train, targets, test, ridge_lambda):
     from metaplastic.plugins.ridge_cosdist import ridge_fit, ridge_predict
 
-    targets = jax.nn.one_hot(jnp.asarray(train_labels), num_classes)
-    weights = ridge_fit(jnp.asarray(train_features, jnp.float32), targets, ridge_lambda)
-    return np.asarray(jnp.argmax(ridge_predict(weights, jnp.asarray(test_features, jnp.float32)), axis=1))
+    return jnp.argmax(ridge_predict(ridge_fit(train, targets, ridge_lambda), test), axis=1)
 
 
 def logistic_readout(train_features, train_labels, test_features, num_classes: int,

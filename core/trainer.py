@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import json
+import os
 import pathlib
 import time
 from typing import Any
@@ -255,7 +256,7 @@ def _use_compilation_cache(config: ml_collections.ConfigDict, workdir: pathlib.P
 
     A cache directory chosen outside the config (JAX_COMPILATION_CACHE_DIR) wins.
     """
-    if not config.get("compilation_cache", True) or jax.config.jax_compilation_cache_dir:
+    if not config.get("compilation_cache", True) or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return
     directory = config.get("compilation_cache_dir", "") or str(workdir / "compilation_cache")
     compilation_cache.set_cache_dir(str(pathlib.Path(directory).absolute()))

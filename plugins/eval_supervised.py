@@ -17,18 +17,18 @@ from metaplastic.registries import hookimpl
 OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd}
 
 
-def _loss(model, params, x, y, num_classes):
+def _loss(model, params, x, y):
     logits = model.features(params["body"], x) @ params["head"]["w"] + params["head"]["b"]
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
 
 
-@functools.partial(jax.jit, static_argnames=("model", "optimizer", "learning_rate", "num_classes"))
-def _train(model, optimizer, learning_rate, num_classes, params, opt_state, x, y, start, stop):
+@functools.partial(jax.jit, static_argnames=("model", "optimizer", "learning_rate"))
+def _train(model, optimizer, learning_rate, params, opt_state, x, y, start, stop):
     tx = OPTIMIZERS[optimizer](learning_rate)
 
     def body(_, carry):
         params, opt_state = carry
-        grad = jax.grad(lambda p: _loss(model, p, x, y, num_classes))(params)
+        grad = jax.grad(lambda p: _loss(model, p, x, y))(params)
         updates, opt_state = tx.update(grad, opt_state, params)
         return optax.apply_updates(params, updates), opt_state
 
@@ -59,8 +59,8 @@ class Supervised(EvalMethod):
         x, y = jnp.asarray(problem.labeled_x), jnp.asarray(problem.labeled_y, jnp.int32)
         done = 0
         for target in steps:
-            params, opt_state = _train(model, self.optimizer, self.learning_rate, problem.num_classes,
-                                       params, opt_state, x, y, done, target)
+            params, opt_state = _train(model, self.optimizer, self.learning_rate, params, opt_state,
+                                       x, y, done, target)
             done = target
             yield target, BaseModelFeatures(model, params["body"])
 

@@ -54,6 +54,7 @@ Deviations from the reference code (and why):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -164,6 +165,12 @@ def sym_gram_product(m, a, c, scale, zero_diagonal, low_rank=None):
     if zero_diagonal:
         s = s * (1.0 - jnp.eye(n, dtype=s.dtype))
     return m @ s
+
+
+def _after(x, y):
+    """x, made to depend on y (one scalar of it) so that XLA computes y first."""
+    token = jax.lax.stop_gradient(jnp.ravel(y)[0])
+    return x + jnp.zeros((), x.dtype) * token.astype(x.dtype)
 
 
 def readout_factors(p, h):
@@ -336,66 +343,95 @@ class Metz2019Rule(UpdateRule):
 
     # ---------------------------------------------------------------- weight and bias changes
 
-    def weight_terms(self, readouts, w, upper_h, lower_h, upper_x, lower_x):
-        """The twelve candidate changes [n_lower, n_upper] for W (or V) of one layer."""
-        batch = lower_x.shape[0]
-        k = self.num_grad_channels
-        w_base = w * jax.lax.rsqrt(jnp.mean(jnp.square(w), axis=0, keepdims=True) + 1e-6)
-        n_lower, n_upper = w.shape
+    def term_functions(self, readouts, upper_h, lower_h, upper_x, lower_x):
+        """{name: f(w_base) -> candidate change [n_lower, n_upper]} for one layer.
+
+        Everything small (readout factors, standardised activations) is computed
+        here; each f does only its own work on the n_lower × n_upper matrices.
+        """
+        batch, n_lower = lower_x.shape
+        n_upper = upper_x.shape[1]
+        scale = 1.0 / (self.num_grad_channels * batch)
 
         def standardise(v):
             v = v - jnp.mean(v, axis=0, keepdims=True)
             return v * jax.lax.rsqrt(jnp.mean(jnp.square(v), axis=0, keepdims=True) + 1e-6)
 
         ux, lx = standardise(upper_x), standardise(lower_x)
-        terms = {"w_base": w_base, "large_decay": jnp.square(w_base) * jnp.sign(w_base)}
-        cw = sym_gram_product(w_base, ux, None, 1.0 / (batch * math.sqrt(n_upper)), False)
-        terms["decorr_x"] = cw * jax.lax.rsqrt(jnp.mean(jnp.square(cw) + 1e-8))
-        terms["hebb"] = -(lx.T @ ux) / batch
 
-        def pair(name):
+        def decorrelation(w_base):
+            cw = sym_gram_product(w_base, ux, None, 1.0 / (batch * math.sqrt(n_upper)), False)
+            return cw * jax.lax.rsqrt(jnp.mean(jnp.square(cw) + 1e-8))
+
+        def readout_product(name, weighting):
             p = readouts[name]
-            return readout_factors(p["bottom"], lower_h), readout_factors(p["top"], upper_h)
+            r_lower, r_upper = readout_factors(p["bottom"], lower_h), readout_factors(p["top"], upper_h)
+            return lambda w_base: weighting(w_base) * ((r_lower.T @ r_upper) * scale)
 
-        scale = 1.0 / (k * batch)
-        for name, term in (("weight_readout_0", "0_order"), ("weight_readout_rbf", "rbf"),
-                           ("weight_readout_1", "1_order")):
-            r_lower, r_upper = pair(name)
-            terms[term] = (r_lower.T @ r_upper) * scale
-        terms["rbf"] = jnp.exp(-jnp.square(w_base)) * terms["rbf"]
-        terms["1_order"] = w_base * terms["1_order"]
+        def lateral(kind, side):
+            h, n = (upper_h, n_upper) if side == "upper" else (lower_h, n_lower)
+            p = readouts[f"{kind}_{side}_symm"]
+            a, c = readout_factors(p["top"], h), readout_factors(p["bottom"], h)
 
-        w_sqr = jnp.sqrt(1.0 + jnp.square(w_base)) - 1.0
-        sign = jnp.sign(w_base)
-        for kind, m, multiplier in (("lin", w_base, None), ("sqr", w_sqr, sign)):
-            for side, h, n in (("upper", upper_h, n_upper), ("lower", lower_h, n_lower)):
-                p = readouts[f"{kind}_{side}_symm"]
-                a, c = readout_factors(p["top"], h), readout_factors(p["bottom"], h)
-                s = scale / math.sqrt(n)
+            def term(w_base):
+                m = w_base if kind == "lin" else jnp.sqrt(1.0 + jnp.square(w_base)) - 1.0
                 if side == "upper":
-                    cw = sym_gram_product(m, a, c, s, True)
+                    cw = sym_gram_product(m, a, c, scale / math.sqrt(n), True)
                 else:
-                    cw = sym_gram_product(m.T, a, c, s, True).T
-                terms[f"{kind}_{side}_symm"] = cw if multiplier is None else cw * multiplier
-        a = readout_factors(readouts["lin_upper_psd"]["top"], upper_h)
-        terms["lin_upper_psd"] = sym_gram_product(w_base, a, None, scale / math.sqrt(n_upper), False)
-        return terms, w_base
+                    cw = sym_gram_product(m.T, a, c, scale / math.sqrt(n), True).T
+                return cw if kind == "lin" else cw * jnp.sign(w_base)
+            return term
 
-    def merge_terms(self, mix, terms, w_base):
-        """Learned mix of the normalised terms, anti-shrink projection, renormalisation, −w/7."""
+        psd = readout_factors(readouts["lin_upper_psd"]["top"], upper_h)
+        one = lambda w_base: 1.0
+        return {
+            "0_order": readout_product("weight_readout_0", one),
+            "1_order": readout_product("weight_readout_1", lambda w_base: w_base),
+            "decorr_x": decorrelation,
+            "hebb": lambda w_base: -(lx.T @ ux) / batch,
+            "large_decay": lambda w_base: jnp.square(w_base) * jnp.sign(w_base),
+            "lin_lower_symm": lateral("lin", "lower"),
+            "lin_upper_psd": lambda w_base: sym_gram_product(w_base, psd, None, scale / math.sqrt(n_upper), False),
+            "lin_upper_symm": lateral("lin", "upper"),
+            "rbf": readout_product("weight_readout_rbf", lambda w_base: jnp.exp(-jnp.square(w_base))),
+            "sqr_lower_symm": lateral("sqr", "lower"),
+            "sqr_upper_symm": lateral("sqr", "upper"),
+            "w_base": lambda w_base: w_base,
+        }
+
+    @staticmethod
+    def normalised_weights(w):
+        """w_base: each column of w divided by its RMS over the lower axis."""
+        return w * jax.lax.rsqrt(jnp.mean(jnp.square(w), axis=0, keepdims=True) + 1e-6)
+
+    def weight_terms(self, readouts, w, upper_h, lower_h, upper_x, lower_x):
+        """The twelve candidate changes [n_lower, n_upper] for W (or V) of one layer, and w_base."""
+        w_base = self.normalised_weights(w)
+        fns = self.term_functions(readouts, upper_h, lower_h, upper_x, lower_x)
+        return {name: fn(w_base) for name, fn in fns.items()}, w_base
+
+    def weight_change(self, readout_theta, w, upper_h, lower_h, upper_x, lower_x):
+        """Learned mix of the normalised terms, anti-shrink projection, renormalisation, −w/7.
+
+        Terms are accumulated in a loop, so only a few n_lower × n_upper buffers are
+        alive at once.
+        """
         eps = self.normalize_epsilon
+        mix = readout_theta["mix"]
+        fns = self.term_functions(readout_theta["readouts"], upper_h, lower_h, upper_x, lower_x)
+        w_base = self.normalised_weights(w)
+        branches = [functools.partial(lambda fn, wb: normalise_columns(fn(wb), eps) * jnp.ones_like(wb), fns[name])
+                    for name in TERM_NAMES]
+
+        def add_term(i, change):  # a loop, so one term's buffers are alive at a time
+            return change + mix["w"][i] * jax.lax.switch(i, branches, w_base)
+
+        change = jax.lax.fori_loop(0, len(TERM_NAMES), add_term, jnp.broadcast_to(mix["b"], w.shape).astype(w.dtype))
         n = len(TERM_NAMES)
-        change = mix["b"]
-        for i, name in enumerate(TERM_NAMES):
-            change = change + mix["w"][i] * normalise_columns(terms[name], eps)
         change = change / n
         shrink = jax.nn.relu(jnp.mean(change * w_base))
         change = (change - w_base * shrink) / math.sqrt(n)
         return normalise_columns(change, eps) - w_base / 7.0
-
-    def weight_change(self, readout_theta, w, upper_h, lower_h, upper_x, lower_x):
-        terms, w_base = self.weight_terms(readout_theta["readouts"], w, upper_h, lower_h, upper_x, lower_x)
-        return self.merge_terms(readout_theta["mix"], terms, w_base)
 
     def bias_change(self, theta, upper_h):
         change = jnp.mean(_linear(theta["bias_readout"], upper_h)[..., 0], axis=0)
@@ -404,8 +440,12 @@ class Metz2019Rule(UpdateRule):
 
     # ---------------------------------------------------------------- the step
 
-    def changes(self, theta, params, backward_w, x):
-        """(ΔW per layer, Δb per layer, ΔV per layer) for the batch x [B, D]; p ← p(1−lr) − lr·Δp."""
+    def _sweep(self, theta, params, backward_w, x, finish):
+        """Top-down pass; finish(layer, w, b, v, Δw, Δb, Δv) runs as soon as a layer's changes exist.
+
+        Each layer's result is tied to the signal passed down, so a layer's
+        temporaries are freed before the next one starts (memory of wide nets).
+        """
         layers = MLPBatchNorm.layers(params)
         activations = self.base_model.apply(params, x)
         xs = [x] + [act.post for act in activations]
@@ -416,36 +456,46 @@ class Metz2019Rule(UpdateRule):
         unit_state = jax.checkpoint(self.unit_state) if self.remat else self.unit_state
 
         d = self.top_delta(theta["top_delta"], xs[depth])
-        dw, db, dv = [None] * depth, [None] * depth, [None] * depth
+        results = [None] * depth
         h_above = None
         for level in range(depth, -1, -1):
+            if level > 0:  # W below this level is read only from here on (sequences wide layers)
+                ws[level - 1] = _after(ws[level - 1], d)
             w_in = ws[level - 1] if level > 0 else None
             w_out = ws[level] if level < depth else None
             bias = biases[level - 1] if level > 0 else jnp.zeros((x.shape[1],), x.dtype)
             h = unit_state(theta["unit_state"], xs[level], zs[level], d, bias, w_in, w_out)
-            if level < depth:  # the layer from this level to the one above
-                args = (h_above, h, xs[level + 1], xs[level])
-                dw[level] = self.weight_change(theta["forward"], ws[level], *args)
-                db[level] = self.bias_change(theta, h_above)
-                dv[level] = (dw[level] if self.identical_updates
-                             else self.weight_change(theta["backward"], backward_w[level], *args))
             if level > 0:
                 delta = d * jax.nn.sigmoid(zs[level])[..., None] + _linear(theta["to_delta"], h)
                 d = normalise_vectors(jnp.einsum("buc,nu->bnc", delta, backward_w[level - 1]))
+            if level < depth:  # the layer from this level to the one above
+                w, v = ws[level], backward_w[level]
+                args = (h_above, h, xs[level + 1], xs[level])
+                dw = self.weight_change(theta["forward"], w, *args)
+                db = self.bias_change(theta, h_above)
+                dv = dw if self.identical_updates else self.weight_change(theta["backward"], v, *args)
+                results[level] = finish(w, biases[level], v, dw, db, dv)
+                d = _after(d, results[level][0])
             h_above = h
-        return dw, db, dv
+        return results
+
+    def changes(self, theta, params, backward_w, x):
+        """(ΔW per layer, Δb per layer, ΔV per layer) for the batch x [B, D]; p ← p(1−lr) − lr·Δp."""
+        results = self._sweep(theta, params, backward_w, x, lambda w, b, v, dw, db, dv: (dw, db, dv))
+        return tuple(list(r) for r in zip(*results))
 
     def inner_step(self, theta, state: InnerState, x, key) -> InnerState:
         del key  # deterministic rule
-        backward_w = state.rule_state["backward_w"]
-        dw, db, dv = self.changes(theta, state.params, backward_w, x)
         lr = self.inner_lr
-        move = lambda p, change: p * (1.0 - lr) - change * lr
-        layers = [{"w": move(layer["w"], cw), "b": move(layer["b"], cb)}
-                  for layer, cw, cb in zip(MLPBatchNorm.layers(state.params), dw, db)]
-        backward = tuple(move(v, cv) for v, cv in zip(backward_w, dv))
+
+        def finish(w, b, v, dw, db, dv):
+            move = lambda p, change: p * (1.0 - lr) - change * lr
+            return move(w, dw), move(b, db), move(v, dv)
+
+        results = self._sweep(theta, state.params, state.rule_state["backward_w"], x, finish)
+        layers = [{"w": w, "b": b} for w, b, _ in results]
         return InnerState(params=MLPBatchNorm.from_layers(layers),
-                          rule_state={"backward_w": backward}, step=state.step + 1)
+                          rule_state={"backward_w": tuple(v for _, _, v in results)}, step=state.step + 1)
 
 
 @hookimpl

@@ -27,7 +27,7 @@ def main() -> None:
     config = config_lib.resolve(config_lib.load_config_file("experiments/quickstart.py:tiny"),
                                 config_lib.parse_overrides(overrides))
     trainer = MetaTrainer(config, args.workdir)
-    first_step = trainer.step
+    first_step, initial = trainer.step, jax.device_get(trainer.theta)
     trainer.run(progress=False)
     theta = {jax.tree_util.keystr(path): np.asarray(leaf)
              for path, leaf in jax.tree_util.tree_flatten_with_path(trainer.theta)[0]}
@@ -39,6 +39,8 @@ def main() -> None:
         "local_tasks": list(trainer.local_tasks),
         "first_step": first_step,
         "steps": trainer.step,
+        "theta_change": max(float(np.abs(a - b).max()) for a, b in
+                            zip(jax.tree.leaves(initial), jax.tree.leaves(jax.device_get(trainer.theta)))),
         "theta_replicated": all(leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(trainer.theta)),
         "inner_global_rows": [leaf.shape[0] for leaf in inner],
         "inner_shard_rows": sorted({shard.data.shape[0] for leaf in inner for shard in leaf.addressable_shards}),

@@ -16,7 +16,6 @@ import pytest
 from metaplastic import cli
 from metaplastic.core import evaluation
 from metaplastic.core.config import ConfigError, load_config_file, resolve
-from metaplastic.core.interfaces import Dataset, DatasetUnavailable, DataSource
 from metaplastic.registries import hookimpl
 from metaplastic.registries import registry as registry_module
 
@@ -209,18 +208,14 @@ def test_shuffling_test_labels_changes_scores_but_not_predictions(tmp_path, monk
 # ---------------------------------------------------------------- resumable cells
 
 class _FlakyPlugin:
-    """An eval method that can be told to fail at its n-th training run, and a tiny text dataset."""
+    """An eval method that can be told to fail at its n-th training run."""
 
     calls = 0
     fail_at = None
 
     @hookimpl
     def metaplastic_eval_methods(self):
-        return {"flaky": Flaky}
-
-    @hookimpl
-    def metaplastic_data_sources(self):
-        return {"tiny_bow_source": TinyBagOfWords}
+        return {"flaky": Flaky, "mean_image": MeanImage}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,16 +235,21 @@ class Flaky(evaluation.EvalMethod):
 
 
 @dataclasses.dataclass(frozen=True)
-class TinyBagOfWords(DataSource):
-    """Two 'sentiments' with different word frequencies: [N, 40] word counts."""
+class MeanImage(evaluation.EvalMethod):
+    """'First-layer weights' = the mean of the (permuted) unlabelled inputs."""
 
-    def load(self, dataset, split):
-        if dataset != "tiny_bow":
-            raise DatasetUnavailable("only has 'tiny_bow'")
-        rng = np.random.default_rng({"train": 0, "test": 1}[split])
-        y = rng.integers(2, size=300)
-        rates = np.where(y[:, None] == 1, np.linspace(0.1, 2, 40), np.linspace(2, 0.1, 40))
-        return Dataset("tiny_bow", rng.poisson(rates).astype(np.float32), y.astype(np.int32), 2)
+    def train(self, problem, steps):
+        mean = problem.unlabeled.mean(axis=0)
+
+        class Model(evaluation.FeatureModel):
+            def features(self, x):
+                return x
+
+            def first_layer_weights(self):
+                return np.stack([mean, -mean], axis=1)
+
+        for step in steps:
+            yield step, Model()
 
 
 @pytest.fixture
@@ -279,15 +279,59 @@ def test_interrupted_study_resumes_without_redoing_finished_cells(tmp_path, test
     assert test_plugins.calls == 0 and again["summary"] == uninterrupted["summary"]
 
 
-def test_text_study_runs_on_a_tiny_bag_of_words(tmp_path, test_plugins):
+def write_tiny_reviews(folder: pathlib.Path) -> None:
+    """A small text corpus in the `npz` source's layout, named like TFDS's IMDB reviews."""
+    rng = np.random.default_rng(0)
+    good, bad = ["great", "superb", "moving", "fun", "brilliant"], ["awful", "boring", "dull", "weak", "mess"]
+    filler = ["film", "plot", "actor", "scene", "story", "music", "camera", "ending"]
+    for split, count in (("train", 240), ("test", 120)):
+        labels = rng.integers(2, size=count)
+        texts = [" ".join(rng.choice(filler, 6).tolist() + rng.choice(good if y else bad, 4).tolist())
+                 for y in labels]
+        np.savez(folder / f"imdb_reviews_{split}.npz", x=np.asarray(texts), y=labels)
+
+
+@pytest.fixture
+def tiny_reviews(tmp_path, monkeypatch):
+    from metaplastic.core import data as core_data
+    from metaplastic.plugins import imdb_bow
+
+    def clear():
+        core_data.load_dataset.cache_clear()
+        for cached in (imdb_bow.vocabulary, imdb_bow.bag_of_words, imdb_bow.word_counts):
+            cached.cache_clear()
+
+    for env, sub in (("METAPLASTIC_CACHE_DIR", "cache"), ("METAPLASTIC_NPZ_DIR", "npz")):
+        (tmp_path / sub).mkdir()
+        monkeypatch.setenv(env, str(tmp_path / sub))
+    write_tiny_reviews(tmp_path / "npz")
+    clear()
+    yield tmp_path
+    clear()
+
+
+def test_text_study_runs_on_a_tiny_review_corpus(tiny_reviews):
     config = load_config_file(str(EXPERIMENTS / "eval_imdb.py") + ":quick")
     config.methods = {k: config.methods[k] for k in ("learned", "raw_input")}
-    study = evaluation.resolve_study(config, [("datasets.imdb.dataset", "tiny_bow"),
-                                              ("datasets.imdb.alternatives", "()"), ("seeds", "1")])
-    results = evaluation.run_study(study, tmp_path, progress=False)
+    study = evaluation.resolve_study(config, [("seeds", "1"), ("shots", "(5,)"), ("main_shots", "5")])
+    results = evaluation.run_study(study, tiny_reviews / "out", progress=False)
+    assert results["datasets"]["imdb"] == "ok: 'imdb_bow'"
     raw = [r["mean"] for r in results["summary"] if r["method"] == "raw_input"]
-    assert min(raw) > 0.8  # the words separate the classes; so the pipeline sees the right labels
-    assert "steps.png" in (tmp_path / "report.md").read_text()
+    assert min(raw) > 0.9  # the words separate the classes, so the right labels reach the readout
+    assert "steps.png" in (tiny_reviews / "out" / "report.md").read_text()
+
+
+def test_filters_are_drawn_in_pixel_order(tmp_path, test_plugins):
+    study = tiny_study(seeds=1, shots=(1,), main_shots=1, primary_method="mean_image",
+                       methods=dict(mean_image=dict(method="mean_image")))
+    results = evaluation.run_study(study, tmp_path, progress=False)
+    stored = [json.loads(p.read_text())["filters"] for p in (tmp_path / "cells").glob("*.json")]
+    weights = np.load(tmp_path / "cells" / stored[0])
+    spec = evaluation.DatasetSpec(**study.datasets.digits_5_9.to_dict())
+    data = evaluation.prepare_dataset("digits_5_9", spec)
+    np.testing.assert_allclose(weights[:, 0], data.x_train.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(weights[:, 1], -data.x_train.mean(axis=0), rtol=1e-6)
+    assert spec.permute_inputs and results["pictures"]["First-layer filters"] == "filters.png"
 
 
 def test_text_study_without_its_dataset_stops_with_one_line(tmp_path, capsys):
@@ -355,7 +399,7 @@ def test_architecture_and_time_pictures(tmp_path):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("--config.methods.learned.rulez=x", "config.methods.learned.rulez: unknown field.*did you mean 'rule'"),
+    ("--config.methods.learned.rulez=x", "'config.methods.learned.rulez'; did you mean 'config.methods.learned.rule'"),
     ("--config.readouts=('ridge','knn')", "config.readouts: unknown"),
     ("--config.shots=(0,)", "config.shots"),
     ("--config.primary_method=nobody", "config.primary_method"),

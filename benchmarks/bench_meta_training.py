@@ -1,0 +1,298 @@
+"""How well meta-training uses the hardware. Run by hand; every figure is a ratio measured in this run.
+
+    python benchmarks/bench_meta_training.py                 # all sections, 10-minute training run
+    python benchmarks/bench_meta_training.py --minutes 2     # shorter training run for section 4
+    python benchmarks/bench_meta_training.py --sections 1,3  # some sections only
+
+1. inner-step FLOP/s ÷ jitted-matmul FLOP/s (simple_local; metz2019 when registered)   goal ≥ 30 %
+2. meta-gradient time ÷ forward-only unroll time, K inner steps                          goal ≤ 4×
+3. compiled temp memory of a meta-gradient at K = 10, 50, 200, with and without remat: growth exponent
+4. compile seconds ÷ total seconds of a quickstart meta-training run (cold and warm cache) goal ≤ 10 %
+5. tasks/s of a meta-gradient step vs meta-batch size T on one device
+
+FLOPs come from XLA's cost analysis of one inner step (a scan's cost counts its body once,
+so loops are timed but not counted). Times are the best of several repeats, which is
+what the hardware can do when nothing else is running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metaplastic.core.interfaces import Architecture, LabeledBatch, TruncationData
+from metaplastic.core.unroll import TruncatedUnroll
+from metaplastic.registries import get_registry
+
+DEFAULT_ARCH = Architecture(196, (128, 128, 128, 128, 32))  # the paper's base model on 14×14 inputs
+BATCH = 128
+META_EXAMPLES = 100  # 10 per class × 10 classes in each of the readout batches A and B
+CLASSES = 10
+
+
+def best_seconds(fn, *args, repeats: int = 5, min_seconds: float = 0.2) -> float:
+    """Best wall time of one call of a compiled `fn` (calls batched until they take min_seconds)."""
+    jax.block_until_ready(fn(*args))
+    calls, elapsed = 1, 0.0
+    while True:
+        start = time.perf_counter()
+        for _ in range(calls):
+            out = fn(*args)
+        jax.block_until_ready(out)
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds or calls >= 1024:
+            break
+        calls *= 2
+    times = [elapsed / calls]
+    for _ in range(repeats - 1):
+        start = time.perf_counter()
+        for _ in range(calls):
+            out = fn(*args)
+        jax.block_until_ready(out)
+        times.append((time.perf_counter() - start) / calls)
+    return min(times)
+
+
+def compiled(fn, *args):
+    return jax.jit(fn).lower(*args).compile()
+
+
+def flops_of(compiled_fn) -> float:
+    analysis = compiled_fn.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
+    return float(analysis.get("flops", 0.0))
+
+
+def build_rule(name: str):
+    registry = get_registry()
+    return registry.get("update_rule", name)(base_model=registry.get("base_model", "mlp_bn")())
+
+
+def build_objective():
+    return get_registry().get("meta_objective", "ridge_cosdist")()
+
+
+def rules_to_measure() -> list[str]:
+    names = ["simple_local"]
+    if "metz2019" in get_registry().names("update_rule"):
+        names.append("metz2019")
+    return names
+
+
+def fake_data(key, tasks: int, steps: int, arch: Architecture = DEFAULT_ARCH) -> TruncationData:
+    """Random inputs of the right shapes (speed does not depend on the values)."""
+    keys = jax.random.split(key, 3)
+    labels = jax.nn.one_hot(jnp.arange(META_EXAMPLES) % CLASSES, CLASSES)
+    labels = jnp.broadcast_to(labels, (tasks, steps) + labels.shape)
+
+    def batch(k):
+        return LabeledBatch(jax.random.uniform(k, (tasks, steps, META_EXAMPLES, arch.input_dim)), labels)
+
+    return TruncationData(jax.random.uniform(keys[0], (tasks, steps, BATCH, arch.input_dim)),
+                          batch(keys[1]), batch(keys[2]))
+
+
+# ---------------------------------------------------------------- 1. FLOP/s
+
+def matmul_flops_per_second(size: int = 1024) -> float:
+    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
+    fn = compiled(lambda a: a @ a, a)
+    return flops_of(fn) / best_seconds(fn, a)
+
+
+def inner_step_flops_per_second(rule_name: str, tasks: int, steps: int = 10) -> tuple[float, float]:
+    """(FLOP/s, FLOPs per step) of K inner steps in a scan, vmapped over `tasks` tasks."""
+    rule = build_rule(rule_name)
+    theta = rule.init_theta(jax.random.PRNGKey(0))
+    states = TruncatedUnroll(rule, build_objective()).init(jax.random.PRNGKey(1), DEFAULT_ARCH, tasks)
+    xs = fake_data(jax.random.PRNGKey(2), tasks, steps).unlabeled
+    keys = jax.random.split(jax.random.PRNGKey(3), (tasks, steps))
+
+    def one_step(theta, states, x, key):
+        return jax.vmap(rule.inner_step, in_axes=(None, 0, 0, 0))(theta, states, x, key)
+
+    def run(theta, states, xs, keys):
+        def body(states, inputs):
+            return one_step(theta, states, *inputs), None
+        return jax.lax.scan(body, states, (jnp.swapaxes(xs, 0, 1), jnp.swapaxes(keys, 0, 1)))[0]
+
+    step_flops = flops_of(compiled(one_step, theta, states, xs[:, 0], keys[:, 0]))
+    seconds = best_seconds(compiled(run, theta, states, xs, keys), theta, states, xs, keys) / steps
+    return step_flops / seconds, step_flops
+
+
+def section_flops(args) -> None:
+    print("\n1. inner-step FLOP/s ÷ jitted matmul FLOP/s "
+          f"(arch {DEFAULT_ARCH.input_dim}-{'-'.join(map(str, DEFAULT_ARCH.widths))}, batch {BATCH}; goal ≥ 30 %)")
+    peak = matmul_flops_per_second()
+    print(f"   jitted 1024×1024 float32 matmul: {peak / 1e9:.1f} GFLOP/s")
+    for name in rules_to_measure():
+        for tasks in (1, 16):
+            rate, step_flops = inner_step_flops_per_second(name, tasks)
+            print(f"   {name:13s} T={tasks:<3d} {step_flops / tasks / 1e6:7.1f} MFLOP/step/task  "
+                  f"{rate / 1e9:6.1f} GFLOP/s  ratio {rate / peak:6.1%}")
+
+
+# ---------------------------------------------------------------- 2. gradient ÷ forward
+
+def grad_and_forward_fns(unroll: TruncatedUnroll):
+    def forward(theta, states, data, key):
+        return unroll.batch_loss(theta, states, data, key)
+
+    def gradient(theta, states, data, key):
+        return jax.value_and_grad(unroll.batch_loss, has_aux=True)(theta, states, data, key)
+
+    return forward, gradient
+
+
+def section_gradient_ratio(args) -> None:
+    tasks, steps = 4, 10
+    print(f"\n2. meta-gradient ÷ forward-only unroll (T={tasks}, K={steps}, default arch; goal ≤ 4×)")
+    for name in rules_to_measure():
+        rule = build_rule(name)
+        for remat in (False, True):
+            unroll = TruncatedUnroll(rule, build_objective(), remat)
+            theta = rule.init_theta(jax.random.PRNGKey(0))
+            states = unroll.init(jax.random.PRNGKey(1), DEFAULT_ARCH, tasks)
+            inputs = (theta, states, fake_data(jax.random.PRNGKey(2), tasks, steps), jax.random.PRNGKey(3))
+            forward, gradient = grad_and_forward_fns(unroll)
+            t_forward = best_seconds(compiled(forward, *inputs), *inputs, repeats=3)
+            t_gradient = best_seconds(compiled(gradient, *inputs), *inputs, repeats=3)
+            print(f"   {name:13s} remat={str(remat):5s} forward {t_forward * 1e3:8.1f} ms  "
+                  f"gradient {t_gradient * 1e3:8.1f} ms  ratio {t_gradient / t_forward:5.2f}×")
+
+
+# ---------------------------------------------------------------- 3. memory vs K
+
+def section_memory(args) -> None:
+    lengths = (10, 50, 200)
+    print(f"\n3. compiled temp memory of one task's meta-gradient vs K (default arch; "
+          f"memory ∝ K^exponent)")
+    for name in rules_to_measure():
+        rule = build_rule(name)
+        for remat in (False, True):
+            unroll = TruncatedUnroll(rule, build_objective(), remat)
+            theta = rule.init_theta(jax.random.PRNGKey(0))
+            states = unroll.init(jax.random.PRNGKey(1), DEFAULT_ARCH, 1)
+            _, gradient = grad_and_forward_fns(unroll)
+            sizes = []
+            for steps in lengths:
+                data = jax.eval_shape(lambda: fake_data(jax.random.PRNGKey(2), 1, steps))
+                memory = jax.jit(gradient).lower(theta, states, data, jax.random.PRNGKey(3)).compile()
+                sizes.append(memory.memory_analysis().temp_size_in_bytes)
+            exponent = math.log(sizes[-1] / sizes[0]) / math.log(lengths[-1] / lengths[0])
+            late = math.log(sizes[-1] / sizes[-2]) / math.log(lengths[-1] / lengths[-2])
+            cells = "  ".join(f"K={k}: {s / 2**20:8.1f} MiB" for k, s in zip(lengths, sizes))
+            print(f"   {name:13s} remat={str(remat):5s} {cells}  exponent {exponent:.2f} "
+                  f"(K 50→200: {late:.2f})")
+
+
+# ---------------------------------------------------------------- 4. compile share of a run
+
+COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                  "/jax/core/compile/backend_compile_duration")
+
+
+def quickstart_run(workdir: str, seconds: float, cache: bool) -> dict:
+    """Meta-train the quickstart for `seconds`; report compile and total seconds (runs in a child)."""
+    from metaplastic.core import config as config_lib
+    from metaplastic.core.trainer import MetaTrainer
+
+    compile_seconds = [0.0]
+
+    def listen(event, duration, **_):
+        if event in COMPILE_EVENTS:
+            compile_seconds[0] += duration
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    start = time.perf_counter()
+    config = config_lib.resolve(config_lib.load_config_file("experiments/quickstart.py"),
+                                [("num_steps", "1000000"), ("compilation_cache", str(cache)),
+                                 ("checkpoint_every", "1000000")])
+    summary = MetaTrainer(config, workdir).run(progress=False, max_seconds=seconds)
+    return {"compile": compile_seconds[0], "total": time.perf_counter() - start, "steps": summary["steps"]}
+
+
+def section_compile(args) -> None:
+    seconds = args.minutes * 60
+    print(f"\n4. compile seconds ÷ total seconds, quickstart meta-training for {args.minutes:g} min "
+          "(goal ≤ 10 %)")
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, cache, duration in (("cold cache", True, seconds), ("warm cache", True, seconds),
+                                       ("no cache", False, min(seconds, 60))):
+            workdir = os.path.join(tmp, "warm" if label == "warm cache" else label.replace(" ", "_"))
+            if label == "warm cache":  # a new process reusing the cold run's cache
+                import shutil
+                shutil.copytree(os.path.join(tmp, "cold_cache", "compilation_cache"),
+                                os.path.join(workdir, "compilation_cache"))
+            child = subprocess.run([sys.executable, __file__, "--quickstart-run", workdir, str(duration),
+                                    str(cache)], capture_output=True, text=True)
+            if child.returncode:
+                print(f"   {label}: failed\n{child.stderr[-2000:]}")
+                continue
+            result = json.loads(child.stdout.strip().splitlines()[-1])
+            print(f"   {label:10s} {result['steps']:5d} steps  compile {result['compile']:6.1f} s of "
+                  f"{result['total']:6.1f} s  ratio {result['compile'] / result['total']:6.1%}")
+            if label == "no cache":
+                break
+
+
+# ---------------------------------------------------------------- 5. vectorisation gain
+
+def section_vectorisation(args) -> None:
+    from metaplastic.core import config as config_lib
+    from metaplastic.plugins.truncated_backprop import _loss_and_grad
+
+    config = config_lib.resolve(config_lib.load_config_file("experiments/quickstart.py"))
+    components = config_lib.build_components(config)
+    unroll = TruncatedUnroll(components.rule, components.objective)
+    arch = Architecture(components.family.input_dim, (64, 64, 32))
+    steps = 10
+    print(f"\n5. meta-gradient tasks/s vs meta-batch T on one device (quickstart shapes: "
+          f"arch {arch.input_dim}-64-64-32, batch {config.batch_size}, K={steps})")
+    theta = components.rule.init_theta(jax.random.PRNGKey(0))
+    base = None
+    for tasks in (1, 4, 16, 64):
+        states = unroll.init(jax.random.PRNGKey(1), arch, tasks)
+        data = fake_data(jax.random.PRNGKey(2), tasks, steps, arch)
+        data = data._replace(unlabeled=data.unlabeled[:, :, :config.batch_size])
+        key = jax.random.PRNGKey(3)
+        seconds = best_seconds(lambda *a: _loss_and_grad(unroll, *a), theta, states, data, key, repeats=3)
+        rate = tasks / seconds
+        base = base or rate
+        print(f"   T={tasks:<3d} {seconds * 1e3:8.1f} ms/step  {rate:7.1f} tasks/s  gain ×{rate / base:5.2f}")
+
+
+SECTIONS = {1: section_flops, 2: section_gradient_ratio, 3: section_memory, 4: section_compile,
+            5: section_vectorisation}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=10.0, help="length of the section-4 training run")
+    parser.add_argument("--sections", default="1,2,3,4,5")
+    parser.add_argument("--quickstart-run", nargs=3, metavar=("WORKDIR", "SECONDS", "CACHE"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.quickstart_run:
+        workdir, seconds, cache = args.quickstart_run
+        print(json.dumps(quickstart_run(workdir, float(seconds), cache == "True")))
+        return
+    print(f"devices: {jax.devices()}  (cpu count {os.cpu_count()})")
+    for number in (int(s) for s in args.sections.split(",")):
+        SECTIONS[number](args)
+
+
+if __name__ == "__main__":
+    main()
