@@ -1,13 +1,14 @@
-"""Gradient estimators compared at equal wall-clock: meta-train θ for a fixed budget with each, then score θ.
+"""Gradient estimators at equal wall-clock: meta-train θ for a fixed budget with each, then score θ.
 
     python benchmarks/bench_estimators.py [--seconds 90] [--estimators pes,truncated_es] [--config.x=y ...]
 
 Each estimator meta-trains from the same initial θ on the same config (default:
 the quickstart) for `--seconds` of wall-clock, after compiling every
 (architecture, truncation length) shape it will meet so compile time does not
-count against it. θ is then scored on a fixed set of held-out task draws: every
-architecture bucket, `--eval-tasks` tasks each, unrolled `--eval-steps` inner
-steps from fresh inner states. Lower meta-loss is better. The numbers of one
+count against it. θ is then scored on one fixed set of task draws from the
+same distribution, not seen in training (every architecture bucket,
+`--eval-tasks` tasks each, unrolled `--eval-steps` inner steps from fresh inner
+states). Lower meta-loss is better. The numbers of one
 run are compared with each other only; other load on the machine shifts them.
 """
 
@@ -40,8 +41,8 @@ def parse_args():
     parser.add_argument("--config", default="experiments/quickstart.py")
     parser.add_argument("--seconds", type=float, default=90.0, help="meta-training wall-clock per estimator")
     parser.add_argument("--estimators", default=",".join(ESTIMATORS))
-    parser.add_argument("--eval-tasks", type=int, default=8, help="held-out tasks per architecture bucket")
-    parser.add_argument("--eval-steps", type=int, default=100, help="inner steps per held-out task")
+    parser.add_argument("--eval-tasks", type=int, default=8, help="scoring tasks per architecture bucket")
+    parser.add_argument("--eval-steps", type=int, default=100, help="inner steps per scoring task")
     args, overrides = parser.parse_known_args()
     return args, overrides
 
@@ -64,11 +65,12 @@ def warm_up(trainer: MetaTrainer) -> None:
                 trainer.unroll, trainer.theta, key, group.arch, config.tasks_per_step, group.horizon))
             data = trainer.sharding.from_local_tasks(group_data(family, group, key, config.batch_size))
             grad, _, metrics = estimator.estimate(trainer.unroll, trainer.theta, state, data, key)
-            jax.block_until_ready(trainer.update(trainer.theta, trainer.opt_state, grad, metrics["meta_loss"]))
+            update = trainer.update(trainer.theta, trainer.opt_state, grad, metrics["meta_loss"])
+            jax.block_until_ready(update)
 
 
 def evaluate(trainer: MetaTrainer, theta, args) -> tuple[float, float]:
-    """(meta-loss over the last truncation, meta-loss over the whole unroll), mean over held-out tasks."""
+    """(meta-loss over the last truncation, meta-loss over the whole unroll), mean over the scoring tasks."""
     family, unroll = trainer.components.family, trainer.unroll
     length = max(trainer.schedule.truncation_lengths)
     steps = length * max(1, args.eval_steps // length)
@@ -80,7 +82,8 @@ def evaluate(trainer: MetaTrainer, theta, args) -> tuple[float, float]:
         losses = []
         for step in range(steps // length):
             data = group_data(family, group, jax.random.fold_in(group_key, step), trainer.config.batch_size)
-            _, (states, truncation_losses) = _batch_loss(unroll, theta, states, data, jax.random.fold_in(group_key, 10_000 + step))
+            unroll_key = jax.random.fold_in(group_key, 10_000 + step)
+            _, (states, truncation_losses) = _batch_loss(unroll, theta, states, data, unroll_key)
             losses.append(np.asarray(truncation_losses))
         losses = np.concatenate(losses, axis=1)  # [tasks, steps]
         last.append(losses[:, -length:].mean())
@@ -119,9 +122,10 @@ def main():
     baseline = evaluate(first["trainer"], first["initial_theta"], args)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\nconfig {args.config} {' '.join(overrides)}; {args.seconds:.0f} s each after warm-up; "
-          f"held-out: {args.eval_tasks} tasks x every architecture, {args.eval_steps} inner steps; "
+          f"scored on {args.eval_tasks} fresh tasks x every architecture, {args.eval_steps} inner steps; "
           f"load average {load:.1f}")
-    header = f"{'estimator':<20}{'steps':>7}{'steps/s':>9}{'skipped':>9}{'train loss':>12}{'eval last':>11}{'eval all':>10}"
+    header = (f"{'estimator':<20}{'steps':>7}{'steps/s':>9}{'skipped':>9}{'train loss':>12}"
+              f"{'eval last':>11}{'eval all':>10}")
     print(header + "\n" + "-" * len(header))
     print(f"{'initial θ':<20}{0:>7}{'':>9}{'':>9}{'':>12}{baseline[0]:>11.4f}{baseline[1]:>10.4f}")
     for r in results:

@@ -1027,7 +1027,8 @@ def make_pictures(config, workdir, summary, records, methods, datasets, store) -
         return [r for r in summary if all(r[k] == v for k, v in match.items())]
 
     def save(fig, name, title):
-        fig.tight_layout()
+        if not fig.legends:
+            fig.tight_layout()
         fig.savefig(workdir / name, dpi=110)
         plt.close(fig)
         pictures[title] = name
@@ -1047,7 +1048,9 @@ def make_pictures(config, workdir, summary, records, methods, datasets, store) -
             ax.set_xticks(np.arange(len(dataset_order)), dataset_order, rotation=20)
             ax.set_ylabel("test accuracy")
             ax.set_title(f"{readout} readout, {main_shots} shots, {main_steps} steps, {main_arch}")
-        axes[0][0].legend(fontsize=8)
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
+        fig.tight_layout(rect=(0, 0.07, 1, 1))
         save(fig, "datasets.png", "Accuracy over datasets")
 
     def curves(field, name, title, log=True, fixed=None):

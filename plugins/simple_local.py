@@ -4,10 +4,12 @@ One MLP, shared by every unit of every layer, reads per-example, per-unit
 quantities (standardised pre- and post-activation and the unit's batch mean
 and spread of both) and emits two factors per example: c (the unit as the
 pre-synaptic side of the layer above) and d (as the post-synaptic side of its
-own incoming weights). ΔW_ij = Σ_b c_ib d_jb / B, Δb_j = mean_b of a third
-output. The inner step size is learned but capped: lr = max_inner_lr·σ(θ_lr).
-Columns of W are renormalised to their RMS at initialisation, since the
-batch-normalised layer ignores a column's scale.
+own incoming weights). ΔW_ij = Σ_b c_ib d_jb / B, normalised per column as
+x/sqrt(1 + mean x²) so no step can be large. The offset moves as a moving
+average toward tanh(mean_b of a third output), so it stays bounded and units
+cannot be pushed into permanent silence. The inner step size is learned but
+capped: lr = max_inner_lr·σ(θ_lr). Columns of W are renormalised to their RMS
+at initialisation, since the batch-normalised layer ignores a column's scale.
 """
 
 from __future__ import annotations
@@ -80,9 +82,10 @@ class SimpleLocalRule(UpdateRule):
             delta_w = c.T @ d / x.shape[0]
             w = layer["w"]
             rms = jnp.sqrt(jnp.mean(jnp.square(w), axis=0, keepdims=True) + 1e-12)
+            delta_w = delta_w * jax.lax.rsqrt(1.0 + jnp.mean(jnp.square(delta_w), axis=0, keepdims=True))
             w = w + lr * delta_w * rms
             w = w * rms * jax.lax.rsqrt(jnp.mean(jnp.square(w), axis=0, keepdims=True) + 1e-12)
-            b = layer["b"] + lr * jnp.mean(out[..., 2], axis=0)
+            b = (1.0 - lr) * layer["b"] + lr * jnp.tanh(jnp.mean(out[..., 2], axis=0))
             new_layers.append({"w": w, "b": b})
             below_out = out
         return InnerState(MLPBatchNorm.from_layers(new_layers), state.rule_state, state.step + 1)

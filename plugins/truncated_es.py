@@ -16,9 +16,12 @@ carried state drift with the random perturbations; carrying θ's own trajectory
 keeps the state the one the learned rule actually produces, and makes
 `meta_loss` the loss at θ, comparable with `truncated_backprop`.
 
+θ and its 2·pairs perturbations form one population per task, unrolled in a
+single vectorised scan.
+
 Guards: loss differences are clipped to ±max_loss_diff (chaotic unrolls give
-huge differences); a pair whose losses or states are non-finite contributes
-zero and is counted in `es_nonfinite_pairs`.
+huge differences); a pair with a non-finite loss contributes zero and is
+counted in `es_nonfinite_pairs`.
 """
 
 from __future__ import annotations
@@ -85,7 +88,7 @@ def unroll_population(unroll: TruncatedUnroll, thetas: Pytree, states: InnerStat
 
 
 def split_population(tree: Pytree, num_pairs: int) -> tuple[Pytree, Pytree, Pytree]:
-    """[T, 1 + 2·pairs, ...] -> (unperturbed [T, ...], positive [T, pairs, ...], negative [T, pairs, ...])."""
+    """[T, 1 + 2·pairs, ...] -> (θ's [T, ...], positive [T, pairs, ...], negative [T, pairs, ...])."""
     return (jax.tree.map(lambda x: x[:, 0], tree),
             jax.tree.map(lambda x: x[:, 1:1 + num_pairs], tree),
             jax.tree.map(lambda x: x[:, 1 + num_pairs:], tree))

@@ -131,8 +131,8 @@ def run_horizon(estimator, problem, key) -> tuple[np.ndarray, object]:
                                  TRUNCATION * NUM_TRUNCATIONS)
     total = np.zeros_like(problem["exact"])
     for index in range(NUM_TRUNCATIONS):
-        grad, state, _ = estimator.estimate(UNROLL, problem["theta"], state, truncation(problem["data"], index),
-                                            jax.random.fold_in(key, index))
+        data = truncation(problem["data"], index)
+        grad, state, _ = estimator.estimate(UNROLL, problem["theta"], state, data, jax.random.fold_in(key, index))
         total += np.asarray(grad["drive"], np.float64)
     return total / NUM_TRUNCATIONS, state
 
@@ -145,7 +145,7 @@ def mean_and_standard_error(samples: list[np.ndarray]) -> tuple[np.ndarray, np.n
 # ---------------------------------------------------------------- unbiasedness against the closed form
 
 def test_closed_form_matches_truncated_backprop(problem):
-    """The NumPy reference reproduces autodiff for the truncated gradient, so it can be trusted for the full one."""
+    """The NumPy reference reproduces autodiff's truncated gradient, so it can be trusted for the full one."""
     tbptt, state = run_horizon(TruncatedBackprop(), problem, jax.random.PRNGKey(0))
     np.testing.assert_allclose(tbptt, problem["truncated"], rtol=1e-4, atol=1e-6)
     assert int(state.step_in_horizon) == TRUNCATION * NUM_TRUNCATIONS
@@ -222,7 +222,8 @@ def test_non_finite_pairs_are_dropped(problem, estimator_class):
                              HalfSquaredError())
     estimator = estimator_class(std=0.05, num_pairs=8)
     state = estimator.init_state(unroll, theta, problem["init_key"], ARCH, NUM_TASKS, 8)
-    grad, state, metrics = estimator.estimate(unroll, theta, state, truncation(data, 0), jax.random.PRNGKey(4))
+    grad, state, metrics = estimator.estimate(unroll, theta, state, truncation(data, 0),
+                                              jax.random.PRNGKey(4))
     dropped = int(metrics["es_nonfinite_pairs"])
     assert 0 < dropped < NUM_TASKS * 8  # some pairs cross the threshold, θ itself does not
     assert np.all(np.isfinite(grad["drive"])) and np.isfinite(float(metrics["meta_loss"]))
@@ -264,7 +265,8 @@ def test_one_config_field_switches_the_estimator(name, expected):
     config = _config(f"--config.gradient_estimator={name}")
     assert type(config_lib.build(config, "gradient_estimator")) is expected
     if name != "truncated_backprop":
-        config = _config(f"--config.gradient_estimator={name}", "--config.gradient_estimator_config.num_pairs=3",
+        config = _config(f"--config.gradient_estimator={name}",
+                         "--config.gradient_estimator_config.num_pairs=3",
                          "--config.gradient_estimator_config.std=0.1")
         estimator = config_lib.build(config, "gradient_estimator")
         assert (estimator.num_pairs, estimator.std, estimator.max_loss_diff) == (3, 0.1, 1.0)

@@ -52,9 +52,9 @@ def test_hand_designed_rule_is_registered_with_no_learned_parameters():
     factory = hebbian.metaplastic_update_rules()["hebbian"]
     rule = factory(base_model=MLPBatchNorm())
     assert rule.init_theta(jax.random.PRNGKey(0)) == {}
-    state = rule.init_inner_state(jax.random.PRNGKey(1), Architecture(8, (5, 3)))
+    state = jax.jit(rule.init_inner_state, static_argnums=1)(jax.random.PRNGKey(1), Architecture(8, (5, 3)))
     x = jax.random.normal(jax.random.PRNGKey(2), (16, 8))
-    after = rule.inner_step({}, state, x, jax.random.PRNGKey(3))
+    after = jax.jit(rule.inner_step)({}, state, x, jax.random.PRNGKey(3))
     assert int(after.step) == 1
     for layer, old in zip(MLPBatchNorm.layers(after.params), MLPBatchNorm.layers(state.params)):
         np.testing.assert_allclose(np.linalg.norm(layer["w"], axis=0), 1.0, rtol=1e-5)

@@ -46,7 +46,7 @@ def problem():
     theta = unroll.rule.init_theta(jax.random.PRNGKey(0))
     theta["lr_logit"] = jnp.asarray(1.0)  # big enough inner steps that φ (and the loss) move
     states = unroll.init(jax.random.PRNGKey(1), ARCH, 3)
-    return theta, states, _data(jax.random.PRNGKey(2), 3, 7), jax.random.PRNGKey(3)
+    return theta, states, _data(jax.random.PRNGKey(2), 3, 9), jax.random.PRNGKey(3)
 
 
 def test_meta_batch_gradient_is_the_mean_of_per_task_gradients(problem):
