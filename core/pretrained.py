@@ -114,6 +114,7 @@ def save_rule(directory: str | pathlib.Path, config: dict, theta: Pytree, extra:
                         ("rule.json", lambda f: f.write(json.dumps(description, indent=2).encode()))):
         with tempfile.NamedTemporaryFile(dir=directory, delete=False) as handle:
             write(handle)
+        os.chmod(handle.name, 0o644)
         os.replace(handle.name, directory / name)
 
 
