@@ -57,7 +57,7 @@ def make_update_fn(optimizer: optax.GradientTransformation, sharding=None):
         updates, new_opt_state = optimizer.update(safe_grad, opt_state, theta)
         new_theta = optax.apply_updates(theta, updates)
         pick = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
-        return pick(new_theta, theta), pick(new_opt_state, opt_state), ok, optax.global_norm(safe_grad)
+        return pick(new_theta, theta), pick(new_opt_state, opt_state), ok, optax.tree.norm(safe_grad)
 
     return update
 

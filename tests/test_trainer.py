@@ -102,18 +102,23 @@ def test_non_finite_meta_gradient_is_skipped_and_counted(tmp_path):
 KILL_DURING_SECOND_SAVE = """
 import os, signal
 from orbax.checkpoint._src.path import atomicity
-from metaplastic.core import config as config_lib
+from metaplastic.core import checkpoint, config as config_lib
 from metaplastic.core.trainer import MetaTrainer
 
-original = atomicity.AtomicRenameTemporaryPath.finalize
-saves = []
+original_save = checkpoint.Checkpointer.save
+original_finalize = atomicity.AtomicRenameTemporaryPath.finalize
+saving_step = []
+
+def recording_save(self, step, state, meta):
+    saving_step.append(step)
+    return original_save(self, step, state, meta)
 
 async def finalize_then_die(self, *args, **kwargs):
-    saves.append(1)
-    if len(saves) == 2:  # files of the second checkpoint are written, not yet renamed
+    if saving_step[-1] == 4:  # files of the second checkpoint are written, not yet renamed
         os.kill(os.getpid(), signal.SIGKILL)
-    return await original(self, *args, **kwargs)
+    return await original_finalize(self, *args, **kwargs)
 
+checkpoint.Checkpointer.save = recording_save
 atomicity.AtomicRenameTemporaryPath.finalize = finalize_then_die
 config = config_lib.resolve(config_lib.load_config_file("experiments/quickstart.py:tiny"),
                             [("num_steps", "6"), ("checkpoint_every", "2")])
@@ -126,6 +131,7 @@ def test_sigkill_during_save_leaves_previous_checkpoint(tmp_path):
     script = textwrap.dedent(KILL_DURING_SECOND_SAVE).format(workdir=str(workdir))
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
+    assert any(path.name.startswith("4") for path in (workdir / "checkpoints").iterdir())  # the torn save
     assert Checkpointer(workdir / "checkpoints").latest_step() == 2
     resumed = MetaTrainer(tiny_config(num_steps=6), workdir)
     assert resumed.step == 2
