@@ -40,10 +40,5 @@ class Checkpointer:
             state=ocp.args.StandardRestore(target)))["state"]
         return flax.serialization.from_state_dict(template, restored)
 
-    def restore_theta(self, step: int, template):
-        """Only θ (e.g. for evaluation), with the structure of `template`."""
-        restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-        return flax.serialization.from_state_dict(template, restored["state"]["theta"])
-
     def close(self) -> None:
         self.manager.close()

@@ -137,18 +137,11 @@ def _load_directory(directory: pathlib.Path) -> LearnedRule:
 
 
 def _load_workdir(workdir: pathlib.Path) -> LearnedRule:
-    from metaplastic.core.checkpoint import Checkpointer
+    from metaplastic.core.evaluation import checkpoint_steps, load_rule_from_workdir, workdir_config
 
-    config = json.loads((workdir / "config.json").read_text())
-    rule = _rule_components(config["update_rule"], config["update_rule_config"],
-                            config["base_model"], config["base_model_config"])
-    checkpointer = Checkpointer(workdir / "checkpoints")
-    step = checkpointer.latest_step()
-    if step is None:
-        raise ValueError(f"{workdir}: no checkpoint to load θ from")
-    theta = checkpointer.restore_theta(step, rule.init_theta(jax.random.PRNGKey(0)))
-    checkpointer.close()
-    return LearnedRule(rule, theta, {**config, "step": step})
+    config = workdir_config(workdir)
+    rule, theta = load_rule_from_workdir(workdir)
+    return LearnedRule(rule, theta, {**config.to_dict(), "step": checkpoint_steps(workdir)[-1]})
 
 
 def load_rule(source: str | pathlib.Path) -> LearnedRule:

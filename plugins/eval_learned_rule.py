@@ -22,6 +22,7 @@ import numpy as np
 from metaplastic.core import config as config_lib
 from metaplastic.core.evaluation import (EvalMethod, EvaluationError, checkpoint_steps,
                                          load_rule_from_workdir, rule_snapshots, workdir_config)
+from metaplastic.core.pretrained import PRETRAINED_PREFIX, load_rule
 from metaplastic.registries import get_registry, hookimpl
 
 
@@ -85,6 +86,13 @@ class UpdateRuleMethod(EvalMethod):
         raise EvaluationError("update_rule method: call resolve(study) first (it loads θ)")
 
     def _from_checkpoint(self, rule_name, checkpoint, base_model, study) -> "LoadedRule":
+        if checkpoint.startswith(PRETRAINED_PREFIX) or (pathlib.Path(checkpoint) / "rule.json").exists():
+            learned = load_rule(checkpoint)  # a shipped or saved rule: its own base model
+            settings = {"rule": learned.description["update_rule"], "rule_config": _config_fields(learned.rule),
+                        "checkpoint": checkpoint, "theta": theta_digest(learned.theta)}
+            text = (f"update rule '{settings['rule']}' from {checkpoint} "
+                    f"({learned.description.get('meta_training_steps', '?')} meta-training steps)")
+            return LoadedRule(learned.rule, learned.theta, settings, text)
         workdir = pathlib.Path(checkpoint).expanduser().absolute()
         saved = workdir_config(workdir)
         if rule_name and rule_name != saved.update_rule:

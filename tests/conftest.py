@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# Test graphs are small and compiled once each: XLA's backend optimisation costs more than it saves.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
+
 import pathlib
 import textwrap
 
