@@ -12,6 +12,8 @@ import functools
 import json
 import os
 import pathlib
+import signal
+import threading
 import time
 from typing import Any
 
@@ -220,8 +222,9 @@ class MetaTrainer:
             from tqdm import tqdm
 
             bar = tqdm(total=config.num_steps, initial=self.step, desc="meta-train", dynamic_ncols=True)
+        stop = _StopOnTerminate()
         try:
-            while self.step < config.num_steps:
+            while self.step < config.num_steps and not stop.requested:
                 if max_seconds is not None and time.perf_counter() - started >= max_seconds:
                     break
                 tick = time.perf_counter()
@@ -237,6 +240,7 @@ class MetaTrainer:
                     self.save()
                     last_saved = self.step
         finally:
+            stop.restore()
             self._pending = None
             self._prefetcher.shutdown(wait=True, cancel_futures=True)
             if self.step != last_saved:
@@ -249,6 +253,23 @@ class MetaTrainer:
         elapsed = time.perf_counter() - started
         return {"steps": self.step, "skipped": self.skipped, "seconds": elapsed,
                 "steps_per_second": (self.step - first_step) / max(elapsed, 1e-9)}
+
+
+class _StopOnTerminate:
+    """SIGTERM (a scheduler's preemption, `kill`) ends the loop after the current step, which is then saved."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._request)
+
+    def _request(self, signum, frame):
+        self.requested = True
+
+    def restore(self):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
 
 
 def _use_compilation_cache(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:

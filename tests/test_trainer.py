@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import jax
 import jax.numpy as jnp
@@ -151,3 +152,23 @@ def test_meta_loss_goes_down_on_quickstart_data(tmp_path):
     MetaTrainer(config, tmp_path).run(progress=False)
     losses = np.array([r["meta_loss"] for r in read_metrics(tmp_path)])
     assert losses[-15:].mean() < losses[:15].mean() - 0.02, losses
+
+
+def test_sigterm_stops_after_the_step_and_saves_it(tmp_path):
+    workdir = tmp_path / "run"
+    script = ("from metaplastic.core import config as c\n"
+              "from metaplastic.core.trainer import MetaTrainer\n"
+              "cfg = c.resolve(c.load_config_file('experiments/quickstart.py:tiny'), "
+              "[('num_steps', '100000'), ('checkpoint_every', '100000')])\n"
+              f"MetaTrainer(cfg, {str(workdir)!r}).run(progress=False)\n")
+    process = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    metrics = workdir / "metrics.csv"
+    deadline = time.time() + 300
+    while (not metrics.exists() or len(metrics.read_text().splitlines()) < 4) and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr[-2000:]
+    last_logged = int(read_metrics(workdir)[-1]["step"])
+    assert last_logged >= 3
+    assert Checkpointer(workdir / "checkpoints").latest_step() == last_logged
