@@ -64,3 +64,13 @@ def test_cli_reports_config_error_in_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == ("metaplastic: error: unknown config field 'config.tasks_per_stepp'; "
                                      "did you mean 'config.tasks_per_step'?")
+
+
+def test_paper_config_falls_back_to_offline_data_and_says_so(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("METAPLASTIC_TFDS_DATA_DIR", str(tmp_path))  # nothing prepared there
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+    config = config_lib.resolve(config_lib.load_config_file("experiments/paper.py"))
+    assert "not available here; meta-training on glyphs instead" in capsys.readouterr().err
+    assert config.update_rule == "metz2019" and tuple(config.architecture.depths) == (2, 3, 4, 5)
+    family = config_lib.build(config, "task_family")
+    assert family.input_dim == 256 and family.target_dim == 10 + 4  # one-hot + augmentation targets
