@@ -11,20 +11,15 @@ shrinks everything for tests.
 
 import ml_collections
 
-from metaplastic.experiments.eval_datasets import METHODS
+from metaplastic.experiments.eval_datasets import METHODS, study_config
 
 DEPTHS = (1, 3, 5, 7, 9, 11)
 WIDTHS = (32, 64, 128, 256, 512, 1024)
 
 
 def get_config(arg=None):
-    config = ml_collections.ConfigDict()
-    config.name = "architectures"
-    config.description = "Few-shot accuracy of base models of different depth and width."
-    config.seed = 0
-    config.seeds = 10
-    config.rule = "simple_local"
-    config.rule_checkpoint = ""
+    config = study_config(
+        "architectures", "Few-shot accuracy of base models of different depth and width.")
     config.methods = ml_collections.ConfigDict(METHODS)
     config.datasets = ml_collections.ConfigDict(dict(
         digits_5_9=dict(dataset="digits", classes=(5, 6, 7, 8, 9), required=True)))

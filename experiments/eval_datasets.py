@@ -21,14 +21,21 @@ METHODS = dict(
 )
 
 
-def get_config(arg=None):
+def study_config(name: str, description: str, seeds: int = 10) -> ml_collections.ConfigDict:
+    """Fields every study has; the rule comes from `rule_checkpoint` (else `rule`, untrained)."""
     config = ml_collections.ConfigDict()
-    config.name = "datasets"
-    config.description = "Few-shot accuracy of each method on held-out datasets and on the training distribution."
+    config.name = name
+    config.description = description
     config.seed = 0
-    config.seeds = 10
+    config.seeds = seeds
     config.rule = "simple_local"
     config.rule_checkpoint = ""
+    return config
+
+
+def get_config(arg=None):
+    config = study_config(
+        "datasets", "Few-shot accuracy of each method on held-out datasets and on the training distribution.")
     config.primary_method = "learned"
     config.methods = ml_collections.ConfigDict(METHODS)
     config.datasets = ml_collections.ConfigDict(dict(

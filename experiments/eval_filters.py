@@ -12,17 +12,12 @@ Variant `:quick` shrinks everything for tests.
 
 import ml_collections
 
-from metaplastic.experiments.eval_datasets import METHODS
+from metaplastic.experiments.eval_datasets import METHODS, study_config
 
 
 def get_config(arg=None):
-    config = ml_collections.ConfigDict()
-    config.name = "filters"
-    config.description = "First-layer filters after unsupervised training, and across meta-training."
-    config.seed = 0
-    config.seeds = 3
-    config.rule = "simple_local"
-    config.rule_checkpoint = ""
+    config = study_config(
+        "filters", "First-layer filters after unsupervised training, and across meta-training.", seeds=3)
     config.checkpoint_sweep = True
     config.methods = ml_collections.ConfigDict({k: v for k, v in METHODS.items() if k != "raw_input"})
     config.datasets = ml_collections.ConfigDict(dict(

@@ -12,17 +12,12 @@ Variant `:quick` shrinks everything for tests.
 
 import ml_collections
 
-from metaplastic.experiments.eval_datasets import METHODS
+from metaplastic.experiments.eval_datasets import METHODS, study_config
 
 
 def get_config(arg=None):
-    config = ml_collections.ConfigDict()
-    config.name = "imdb"
-    config.description = "Few-shot sentiment accuracy on IMDB bag-of-words features (a domain never meta-trained on)."
-    config.seed = 0
-    config.seeds = 10
-    config.rule = "simple_local"
-    config.rule_checkpoint = ""
+    config = study_config(
+        "imdb", "Few-shot sentiment accuracy on IMDB bag-of-words features (a domain never meta-trained on).")
     config.methods = ml_collections.ConfigDict(METHODS)
     config.datasets = ml_collections.ConfigDict(dict(
         imdb=dict(dataset="imdb_bow", alternatives=("imdb",), max_unlabeled=10000, max_test=1000,

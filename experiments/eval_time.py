@@ -10,17 +10,12 @@ Variant `:quick` shrinks everything for tests.
 
 import ml_collections
 
-from metaplastic.experiments.eval_datasets import METHODS
+from metaplastic.experiments.eval_datasets import METHODS, study_config
 
 
 def get_config(arg=None):
-    config = ml_collections.ConfigDict()
-    config.name = "time"
-    config.description = "Few-shot accuracy as unsupervised training proceeds."
-    config.seed = 0
-    config.seeds = 10
-    config.rule = "simple_local"
-    config.rule_checkpoint = ""
+    config = study_config(
+        "time", "Few-shot accuracy as unsupervised training proceeds.")
     config.methods = ml_collections.ConfigDict(METHODS)
     config.datasets = ml_collections.ConfigDict(dict(
         digits_5_9=dict(dataset="digits", classes=(5, 6, 7, 8, 9), required=True),

@@ -38,3 +38,17 @@ def fresh_registry(monkeypatch):
 
     yield rebuild
     registry_module._REGISTRY = old
+
+
+def clear_data_caches() -> None:
+    """Forget every in-process dataset cache, so a test sees only the data it set up."""
+    from metaplastic.core import data as core_data
+    from metaplastic.plugins import _classification, glyphs, image_classes, imdb_bow
+
+    core_data.load_dataset.cache_clear()
+    glyphs.glyph_arrays.cache_clear()
+    image_classes._prepared.cache_clear()
+    imdb_bow.vocabulary.cache_clear()
+    imdb_bow.bag_of_words.cache_clear()
+    imdb_bow.word_counts.cache_clear()
+    _classification.class_index.cache_clear()

