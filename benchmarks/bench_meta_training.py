@@ -9,6 +9,8 @@
 3. compiled temp memory of a meta-gradient at K = 10, 50, 200, with and without remat: growth exponent
 4. compile seconds ÷ total seconds of a quickstart meta-training run (cold and warm cache) goal ≤ 10 %
 5. tasks/s of a meta-gradient step vs meta-batch size T on one device
+6. profile: forward and gradient time of each part of metz2019's inner step inside a scan,
+   and XLA's convolution against the matmul form the rule uses
 
 FLOPs come from XLA's cost analysis of one inner step (a scan's cost counts its body once,
 so loops are timed but not counted). Times are the best of several repeats, which is
@@ -275,14 +277,63 @@ def section_vectorisation(args) -> None:
         print(f"   T={tasks:<3d} {seconds * 1e3:8.1f} ms/step  {rate:7.1f} tasks/s  gain ×{rate / base:5.2f}")
 
 
+# ---------------------------------------------------------------- 6. profile of the hot path
+
+def _scan_seconds(fn, params, carry, steps: int = 2) -> tuple[float, float]:
+    """(forward, gradient) seconds of `steps` applications of carry ← fn(params, carry) inside a scan."""
+    def loop(params, carry):
+        out = jax.lax.scan(lambda c, _: (fn(params, c), None), carry, None, length=steps)[0]
+        return jnp.sum(jnp.sin(out))  # a non-linear read-out, so no part of the graph is trivial
+    forward = compiled(loop, params, carry)
+    gradient = compiled(jax.grad(loop, argnums=(0, 1)), params, carry)
+    return best_seconds(forward, params, carry, repeats=3), best_seconds(gradient, params, carry, repeats=3)
+
+
+def section_profile(args) -> None:
+    """Each part of metz2019's inner step, forward and gradient, inside a scan as in meta-training."""
+    from metaplastic.plugins.metz2019 import Metz2019Rule, conv1d
+
+    rule = Metz2019Rule()
+    theta = rule.init_theta(jax.random.PRNGKey(0))
+    keys = jax.random.split(jax.random.PRNGKey(1), 4)
+    units, hidden = 128, rule.compute_h_size
+    x = jax.random.normal(keys[0], (BATCH, units))
+    d = jax.random.normal(keys[1], (BATCH, units, rule.delta_dim))
+    w = 0.01 * jax.random.normal(keys[2], (units, units))
+    h = jax.random.normal(keys[3], (BATCH, units, hidden))
+    kernel = 0.1 * jax.random.normal(keys[0], (3, hidden, hidden))
+
+    def xla_conv(a, kernel, axis):
+        layout = ("WNC", "WIO", "WNC") if axis == 0 else ("NWC", "WIO", "NWC")
+        return jax.lax.conv_general_dilated(a, kernel, (1,), [(1, 1)], dimension_numbers=layout)
+
+    parts = {
+        "conv, batch axis (XLA conv)": (lambda k, a: jax.nn.relu(xla_conv(a, k, 0)), kernel, h),
+        "conv, batch axis (matmul)": (lambda k, a: jax.nn.relu(conv1d(a, k, 0)), kernel, h),
+        "conv, unit axis (XLA conv)": (lambda k, a: jax.nn.relu(xla_conv(a, k, 1)), kernel, h),
+        "conv, unit axis (matmul)": (lambda k, a: jax.nn.relu(conv1d(a, k, 1)), kernel, h),
+        "top-down net, 32 units": (lambda p, c: c + 1e-3 * jnp.mean(rule.top_delta(p, c), -1),
+                                   theta["top_delta"], x[:, :32]),
+        "unit state, 128 units": (lambda p, c: c + 1e-3 * jnp.mean(rule.unit_state(p, c, c, d, c[0], w, w), -1),
+                                  theta["unit_state"], x),
+        "weight change, 128×128": (lambda p, c: c + 1e-3 * rule.weight_change(p, c, h, h, x, x),
+                                   theta["forward"], w),
+    }
+    print(f"\n6. profile: parts of metz2019's inner step, 2 steps inside a scan (batch {BATCH})")
+    for name, (fn, params, carry) in parts.items():
+        forward, gradient = _scan_seconds(fn, params, carry)
+        print(f"   {name:28s} forward {forward * 1e3:8.1f} ms  gradient {gradient * 1e3:8.1f} ms  "
+              f"ratio {gradient / forward:5.1f}×")
+
+
 SECTIONS = {1: section_flops, 2: section_gradient_ratio, 3: section_memory, 4: section_compile,
-            5: section_vectorisation}
+            5: section_vectorisation, 6: section_profile}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the section-4 training run")
-    parser.add_argument("--sections", default="1,2,3,4,5")
+    parser.add_argument("--sections", default="1,2,3,4,5,6")
     parser.add_argument("--quickstart-run", nargs=3, metavar=("WORKDIR", "SECONDS", "CACHE"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -72,6 +72,7 @@ READOUT_NAMES = ("weight_readout_0", "weight_readout_rbf", "weight_readout_1", "
 NUM_UNIT_FEATURES = 4      # x, z, sin, cos
 NUM_WEIGHT_STATS = 8       # 4 over incoming + 4 over outgoing weights
 SIN_CHANNEL = 2            # index of the sine code among the unit features
+SEQUENTIAL_TERMS_ABOVE = 1 << 22  # weight matrices larger than this sum their 12 terms in a loop
 
 
 # ------------------------------------------------------------------ small pure helpers
@@ -412,23 +413,28 @@ class Metz2019Rule(UpdateRule):
         fns = self.term_functions(readouts, upper_h, lower_h, upper_x, lower_x)
         return {name: fn(w_base) for name, fn in fns.items()}, w_base
 
-    def weight_change(self, readout_theta, w, upper_h, lower_h, upper_x, lower_x):
+    def weight_change(self, readout_theta, w, upper_h, lower_h, upper_x, lower_x, sequential=None):
         """Learned mix of the normalised terms, anti-shrink projection, renormalisation, −w/7.
 
-        Terms are accumulated in a loop, so only a few n_lower × n_upper buffers are
-        alive at once.
+        `sequential` (None: chosen from w's static size) accumulates the terms in a
+        loop, so only one term's n_lower × n_upper buffers are alive at a time (wide
+        layers); otherwise they are summed directly, which differentiates ~2× faster.
         """
         eps = self.normalize_epsilon
         mix = readout_theta["mix"]
         fns = self.term_functions(readout_theta["readouts"], upper_h, lower_h, upper_x, lower_x)
         w_base = self.normalised_weights(w)
-        branches = [functools.partial(lambda fn, wb: normalise_columns(fn(wb), eps) * jnp.ones_like(wb), fns[name])
-                    for name in TERM_NAMES]
-
-        def add_term(i, change):  # a loop, so one term's buffers are alive at a time
-            return change + mix["w"][i] * jax.lax.switch(i, branches, w_base)
-
-        change = jax.lax.fori_loop(0, len(TERM_NAMES), add_term, jnp.broadcast_to(mix["b"], w.shape).astype(w.dtype))
+        term = lambda fn, wb: normalise_columns(fn(wb), eps) * jnp.ones_like(wb)
+        if sequential is None:
+            sequential = w.size > SEQUENTIAL_TERMS_ABOVE
+        change = jnp.broadcast_to(mix["b"], w.shape).astype(w.dtype)
+        if sequential:
+            branches = [functools.partial(term, fns[name]) for name in TERM_NAMES]
+            change = jax.lax.fori_loop(
+                0, len(TERM_NAMES), lambda i, c: c + mix["w"][i] * jax.lax.switch(i, branches, w_base), change)
+        else:
+            for i, name in enumerate(TERM_NAMES):
+                change = change + mix["w"][i] * term(fns[name], w_base)
         n = len(TERM_NAMES)
         change = change / n
         shrink = jax.nn.relu(jnp.mean(change * w_base))

@@ -205,9 +205,11 @@ def test_layer_change_matches_reference(n_lower, n_upper, batch):
     upper_x, lower_x = np.maximum(rng.normal(size=(batch, n_upper)), 0), rng.uniform(size=(batch, n_lower))
     theta = _map_leaves(THETA, lambda path, a: a + 0.05 * jax.random.normal(jax.random.PRNGKey(len(path)), a.shape))
     args = [jnp.asarray(v, jnp.float32) for v in (w, upper_h, lower_h, upper_x, lower_x)]
-    ours = jax.jit(RULE.weight_change)(theta["forward"], *args)
     ref = _np_layer_change(_np(theta), w, upper_h, lower_h, upper_x, lower_x, RULE.num_grad_channels)
-    _assert_close(ours, ref, 1e-4)
+    for sequential in (False, True):  # direct sum, and the loop used for wide layers
+        ours = jax.jit(RULE.weight_change, static_argnames="sequential")(theta["forward"], *args,
+                                                                        sequential=sequential)
+        _assert_close(ours, ref, 1e-4)
     bias_change = jax.jit(RULE.bias_change)
     _assert_close(bias_change(theta, args[1]), _np_bias_change(_np(theta), upper_h), 1e-5)
     shifted = dict(theta, bias_readout=dict(theta["bias_readout"], b=theta["bias_readout"]["b"] - 5.0))
