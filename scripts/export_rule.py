@@ -1,6 +1,6 @@
 """Export θ of a meta-training workdir as a shipped rule folder (rule.json, theta.npz, curve, provenance).
 
-    python scripts/export_rule.py --workdir runs/glyphs --name glyphs-v1 [--out plugins/pretrained]
+    python scripts/export_rule.py --workdir runs/glyphs --name glyphs-v2 [--out plugins/pretrained]
 """
 
 import argparse

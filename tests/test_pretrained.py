@@ -11,9 +11,10 @@ from metaplastic.core.trainer import MetaTrainer
 from metaplastic.registries import get_registry
 
 
-def test_shipped_rule_in_five_lines_on_unseen_data():
+@pytest.mark.parametrize("name", ["glyphs-v1", "glyphs-v2"])
+def test_shipped_rule_in_five_lines_on_unseen_data(name):
     unlabelled = load_digits().images[:1000] / 16.0  # sklearn digits: never seen in meta-training
-    rule = metaplastic.load_rule("pretrained:glyphs-v1")
+    rule = metaplastic.load_rule(f"pretrained:{name}")
     model = rule.fit(unlabelled, widths=(96, 48, 32), steps=50, batch_size=100)
     features = model.features(unlabelled)
 
@@ -26,9 +27,9 @@ def test_shipped_rule_in_five_lines_on_unseen_data():
 
 def test_shipped_rules_are_registered_with_provenance():
     names = get_registry().names("pretrained_rule")
-    assert "glyphs-v1" in names
-    learned = metaplastic.load_rule("pretrained:glyphs-v1")
-    assert learned.description["meta_training_steps"] > 0
+    assert {"glyphs-v1", "glyphs-v2"} <= set(names)
+    v1, v2 = (metaplastic.load_rule(f"pretrained:glyphs-v{i}") for i in (1, 2))
+    assert 0 < v1.description["meta_training_steps"] < v2.description["meta_training_steps"]
     with pytest.raises(Exception, match="unknown pretrained_rule 'glyphs-v0'"):
         metaplastic.load_rule("pretrained:glyphs-v0")
     with pytest.raises(ValueError, match="not a pretrained name"):

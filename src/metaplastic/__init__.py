@@ -1,6 +1,6 @@
 """metaplastic: meta-learning unsupervised update rules in Flax/JAX.
 
-    rule = metaplastic.load_rule("pretrained:glyphs-v1")
+    rule = metaplastic.load_rule("pretrained:glyphs-v2")
     features = rule.fit(unlabelled, widths=(256, 32), steps=1000).features(unlabelled)
 """
 
