@@ -36,6 +36,9 @@ def get_config(arg=None):
     config.num_steps = 200_000
     config.batch_size = 128
     config.tasks_per_step = 8
+    # metz2019's meta-gradient keeps ~1 GiB of residuals per inner step at 4×128 units, batch 128;
+    # remat keeps ~1.1 GiB per task whatever K (benchmarks/bench_meta_training.py, section 3)
+    config.remat = True
     config.update_rule = "metz2019"
     config.update_rule_config = ml_collections.ConfigDict()
     config.architecture = ml_collections.ConfigDict(dict(depths=(2, 3, 4, 5), widths=(64, 128, 256, 512),
