@@ -23,7 +23,6 @@ import argparse
 import json
 import math
 import os
-import pathlib
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from metaplastic.core.interfaces import Architecture, LabeledBatch, TruncationData
 from metaplastic.core.unroll import TruncatedUnroll
@@ -180,8 +178,8 @@ def section_gradient_ratio(args) -> None:
 
 def section_memory(args) -> None:
     lengths = (10, 50, 200)
-    print(f"\n3. compiled temp memory of one task's meta-gradient vs K (default arch; "
-          f"memory ∝ K^exponent)")
+    print("\n3. compiled temp memory of one task's meta-gradient vs K (default arch; "
+          "memory ∝ K^exponent)")
     for name in rules_to_measure():
         rule = build_rule(name)
         for remat in (False, True):

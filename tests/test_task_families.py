@@ -21,8 +21,6 @@ from metaplastic.plugins.mixture import Mixture
 ARCH = Architecture(64, (32, 16))
 
 
-
-
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
     (tmp_path / "npz").mkdir()
