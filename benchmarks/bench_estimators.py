@@ -38,7 +38,7 @@ def _batch_loss(unroll, theta, states, data, key):
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="experiments/quickstart.py")
+    parser.add_argument("--config", default="experiments/train/quickstart.py")
     parser.add_argument("--seconds", type=float, default=90.0, help="meta-training wall-clock per estimator")
     parser.add_argument("--estimators", default=",".join(ESTIMATORS))
     parser.add_argument("--eval-tasks", type=int, default=8, help="scoring tasks per architecture bucket")
@@ -62,9 +62,9 @@ def warm_up(trainer: MetaTrainer) -> None:
         for group in sample_groups(trainer, key, config.tasks_per_step, length, length):
             # placed as the trainer places them, so the compiled programs are the ones it will call
             state = trainer.sharding.place_state(estimator.init_state(
-                trainer.unroll, trainer.theta, key, group.arch, config.tasks_per_step, group.horizon))
+                trainer.theta, key, group.arch, config.tasks_per_step, group.horizon))
             data = trainer.sharding.from_local_tasks(group_data(family, group, key, config.batch_size))
-            grad, _, metrics = estimator.estimate(trainer.unroll, trainer.theta, state, data, key)
+            grad, _, metrics = estimator.estimate(trainer.theta, state, data, key)
             update = trainer.update(trainer.theta, trainer.opt_state, grad, metrics["meta_loss"])
             jax.block_until_ready(update)
 

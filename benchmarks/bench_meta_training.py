@@ -218,7 +218,7 @@ def quickstart_run(workdir: str, seconds: float, cache: bool) -> dict:
 
     jax.monitoring.register_event_duration_secs_listener(listen)
     start = time.perf_counter()
-    config = config_lib.resolve(config_lib.load_config_file("experiments/quickstart.py"),
+    config = config_lib.resolve(config_lib.load_config_file("experiments/train/quickstart.py"),
                                 [("num_steps", "1000000"), ("compilation_cache", str(cache)),
                                  ("checkpoint_every", "1000000")])
     summary = MetaTrainer(config, workdir).run(progress=False, max_seconds=seconds)
@@ -253,9 +253,9 @@ def section_compile(args) -> None:
 
 def section_vectorisation(args) -> None:
     from metaplastic.core import config as config_lib
-    from metaplastic.plugins.truncated_backprop import _loss_and_grad
+    from metaplastic.plugins.gradient_estimators.truncated_backprop import _loss_and_grad
 
-    config = config_lib.resolve(config_lib.load_config_file("experiments/quickstart.py"))
+    config = config_lib.resolve(config_lib.load_config_file("experiments/train/quickstart.py"))
     components = config_lib.build_components(config)
     unroll = TruncatedUnroll(components.rule, components.objective)
     arch = Architecture(components.family.input_dim, (64, 64, 32))
@@ -289,9 +289,10 @@ def _scan_seconds(fn, params, carry, steps: int = 2) -> tuple[float, float]:
 
 def section_profile(args) -> None:
     """Each part of metz2019's inner step, forward and gradient, inside a scan as in meta-training."""
-    from metaplastic.plugins.metz2019 import Metz2019Rule, conv1d
+    from metaplastic.plugins.base_models.mlp_bn import MLPBatchNorm
+    from metaplastic.plugins.update_rules.metz2019 import Metz2019Rule, conv1d
 
-    rule = Metz2019Rule()
+    rule = Metz2019Rule(base_model=MLPBatchNorm())
     theta = rule.init_theta(jax.random.PRNGKey(0))
     keys = jax.random.split(jax.random.PRNGKey(1), 4)
     units, hidden = 128, rule.compute_h_size

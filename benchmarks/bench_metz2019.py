@@ -24,7 +24,8 @@ import jax
 import jax.numpy as jnp
 
 from metaplastic.core.interfaces import Architecture
-from metaplastic.plugins.metz2019 import Metz2019Rule
+from metaplastic.plugins.base_models.mlp_bn import MLPBatchNorm
+from metaplastic.plugins.update_rules.metz2019 import Metz2019Rule
 
 
 def peak_rss_gib() -> float:
@@ -151,7 +152,7 @@ def main():
     args = parser.parse_args()
 
     print(f"devices: {jax.devices()}")
-    rule = Metz2019Rule()
+    rule = Metz2019Rule(base_model=MLPBatchNorm())
     matmul_rate = matmul_flops_per_second()
     print(f"jitted fp32 matmul 2048³: {matmul_rate / 1e9:.1f} GFLOP/s")
     bench_default(rule, matmul_rate, args.repeats)

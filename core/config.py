@@ -15,36 +15,61 @@ import difflib
 import importlib.util
 import inspect
 import pathlib
-from typing import Any
+import sys
+from typing import Any, Callable, Mapping
 
 import ml_collections
 
-from metaplastic.registries import ComponentError, get_registry
+from metaplastic.core.unroll import TruncatedUnroll
+from metaplastic.registries import ComponentError, get_registry, training_kinds
 
-# config field -> registry kind, in build order
-COMPONENT_FIELDS = ("base_model", "update_rule", "meta_objective", "task_family", "gradient_estimator")
+# config field -> registry kind, in build order (read off the hook specifications)
+COMPONENT_FIELDS = training_kinds()
 
 
 class ConfigError(ValueError):
     """A config file, field or value is wrong."""
 
 
-def _config_file(spec: str) -> tuple[pathlib.Path, str | None]:
+def apply_variant(config: ml_collections.ConfigDict, arg: str | None,
+                  variants: Mapping[str, Callable[[ml_collections.ConfigDict], Any]],
+                  where: str) -> ml_collections.ConfigDict:
+    """`config` changed in place by the variant named `arg` (none when `arg` is empty).
+
+    Every config file picks its `:arg` variants through here, so an unknown one is a one-line
+    error naming the known ones instead of being silently ignored.
+    """
+    if arg:
+        if arg not in variants:
+            raise ConfigError(f"{where}: unknown variant '{arg}' (known: {', '.join(variants) or 'none'})")
+        variants[arg](config)
+    return config
+
+
+def _config_file(spec: str, shipped: pathlib.Path | None) -> tuple[pathlib.Path, str | None]:
     path, _, arg = spec.partition(":")
     candidate = pathlib.Path(path)
-    if not candidate.exists():  # fall back to configs installed with the package
-        import metaplastic.experiments as shipped
-
-        shipped_path = pathlib.Path(shipped.__file__).parent / (candidate.stem + ".py")
-        if not shipped_path.exists():
-            raise ConfigError(f"config file '{path}' not found")
-        candidate = shipped_path
+    if not candidate.exists() and shipped is not None:  # the same path among the installed configs
+        parts = candidate.parts
+        relative = pathlib.Path(*parts[parts.index("experiments") + 1:]) if "experiments" in parts \
+            else candidate
+        shipped_path = shipped / relative
+        if shipped_path.is_file():
+            print(f"metaplastic: config file '{path}' not found here; using the installed "
+                  f"experiments/{relative}", file=sys.stderr)
+            candidate = shipped_path
+    if not candidate.is_file():
+        raise ConfigError(f"config file '{path}' not found")
     return candidate, (arg or None)
 
 
-def load_config_file(spec: str) -> ml_collections.ConfigDict:
-    """`path/to/x.py[:arg]` -> get_config(arg)."""
-    path, arg = _config_file(spec)
+def load_config_file(spec: str, shipped: str | pathlib.Path | None = None) -> ml_collections.ConfigDict:
+    """`path/to/x.py[:arg]` -> get_config(arg).
+
+    `shipped`: a folder of installed configs (the command line passes the package's
+    experiments/) tried, with a one-line notice, when `path` does not exist.
+    """
+    path, arg = _config_file(spec, pathlib.Path(shipped) if shipped else None)
     module_spec = importlib.util.spec_from_file_location(f"metaplastic_config_{path.stem}", path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
@@ -81,7 +106,8 @@ def _is_config_value(value) -> bool:
     return value is None or isinstance(value, (bool, int, float, str))
 
 
-def _parse_value(field: str, text: str, current: Any) -> Any:
+def parse_value(field: str, text: str, current: Any) -> Any:
+    """A command-line value `text` for `field`, of the type of its `current` value."""
     if isinstance(current, bool):
         if text.lower() in ("true", "1", "yes"):
             return True
@@ -108,15 +134,16 @@ def _parse_value(field: str, text: str, current: Any) -> Any:
     return value
 
 
-def _lookup(config, dotted: str):
+def lookup(config, dotted: str):
+    """(parent section, leaf name) of `a.b.c`; a one-line ConfigError if it does not exist."""
     *parents, leaf = dotted.split(".")
     node = config
     for i, part in enumerate(parents):
         if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-            _unknown_field(config, ".".join(parents[: i + 1]))
+            unknown_field(config, ".".join(parents[: i + 1]))
         node = node[part]
     if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
-        _unknown_field(config, dotted)
+        unknown_field(config, dotted)
     return node, leaf
 
 
@@ -127,7 +154,8 @@ def _all_fields(config, prefix=""):
             yield from _all_fields(value, prefix + key + ".")
 
 
-def _unknown_field(config, dotted: str):
+def unknown_field(config, dotted: str):
+    """Raise the one-line error for a field that does not exist, with the closest existing one."""
     close = difflib.get_close_matches(dotted, list(_all_fields(config)), n=1)
     hint = f"; did you mean 'config.{close[0]}'?" if close else ""
     raise ConfigError(f"unknown config field 'config.{dotted}'{hint}")
@@ -165,24 +193,41 @@ def resolve(config: ml_collections.ConfigDict, overrides: list[tuple[str, str]] 
         except ComponentError as error:
             raise ConfigError(f"config.{kind}: {error}") from None
         section = config.get(kind + "_config") or ml_collections.ConfigDict()
-        for key in section.keys():
-            if key not in defaults:
-                close = difflib.get_close_matches(key, list(defaults), n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
-                raise ConfigError(f"config.{kind}_config.{key}: not a field of {kind} "
-                                  f"'{config[kind]}' (fields: {', '.join(defaults) or 'none'}){hint}")
-        merged = dict(defaults)
-        merged.update(section.to_dict())
-        config[kind + "_config"] = ml_collections.ConfigDict(merged)
+        config[kind + "_config"] = merge_section(f"{kind}_config", defaults, section,
+                                                 f"{kind} '{config[kind]}'")
     config.lock()
-    for field, text in remaining:
-        node, leaf = _lookup(config, field)
-        value = _parse_value(f"config.{field}", text, node[leaf])
+    apply_overrides(config, remaining)
+    return config
+
+
+def merge_section(where: str, defaults: dict, section, owner: str = "") -> ml_collections.ConfigDict:
+    """`defaults` updated by `section`; a key that is not a default is a one-line ConfigError."""
+    for key in section.keys():
+        if key not in defaults:
+            close = difflib.get_close_matches(key, list(defaults), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            what = f"not a field of {owner}" if owner else "unknown field"
+            raise ConfigError(f"config.{where}.{key}: {what} (fields: {', '.join(defaults) or 'none'}){hint}")
+    merged = dict(defaults)
+    merged.update(section.to_dict())
+    return ml_collections.ConfigDict(merged)
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides, refuse: Callable[[str], str | None] = None):
+    """Set each ('a.b', 'text') on a locked config, parsed to the type of the current value.
+
+    `refuse(field)` may return a reason why a field cannot be overridden.
+    """
+    for field, text in overrides:
+        node, leaf = lookup(config, field)
+        reason = refuse(field) if refuse else None
+        if reason:
+            raise ConfigError(f"config.{field}: {reason}")
+        value = parse_value(f"config.{field}", text, node[leaf])
         try:
             node[leaf] = value
         except (TypeError, ValueError) as error:
             raise ConfigError(f"config.{field}: {error}") from None
-    return config
 
 
 def _as_kwargs(section) -> dict[str, Any]:
@@ -207,14 +252,14 @@ class Components:
     rule: Any
     objective: Any
     family: Any
+    unroll: TruncatedUnroll
     estimator: Any
 
 
 def build_components(config: ml_collections.ConfigDict) -> Components:
-    base_model = build(config, "base_model")
-    return Components(
-        rule=build(config, "update_rule", base_model=base_model),
-        objective=build(config, "meta_objective"),
-        family=build(config, "task_family"),
-        estimator=build(config, "gradient_estimator"),
-    )
+    """The training components: a rule around its base model, an estimator around its unroll."""
+    rule = build(config, "update_rule", base_model=build(config, "base_model"))
+    objective = build(config, "meta_objective")
+    unroll = TruncatedUnroll(rule, objective, remat=config.remat)
+    return Components(rule=rule, objective=objective, family=build(config, "task_family"), unroll=unroll,
+                      estimator=build(config, "gradient_estimator", unroll=unroll))

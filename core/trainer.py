@@ -1,13 +1,14 @@
 """The meta-trainer: sample tasks -> estimator gives a meta-gradient -> Adam updates θ -> log, checkpoint.
 
 Nothing here knows which rule, objective, task family or estimator it runs.
-Randomness: every key is `fold_in(PRNGKey(seed), purpose, step)`, so a resumed
-run reproduces an uninterrupted one bit for bit.
+Randomness: every key is `run_key(seed, purpose, step)`, so a resumed run reproduces an
+uninterrupted one bit for bit.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import enum
 import functools
 import json
 import os
@@ -29,11 +30,29 @@ from metaplastic.core import distributed
 from metaplastic.core.checkpoint import Checkpointer
 from metaplastic.core.interfaces import TruncationData
 from metaplastic.core.metrics import MetricsWriter
+from metaplastic.core.interfaces import Pytree, UpdateRule
 from metaplastic.core.tasks import ArchitectureSampler, Schedule, TaskGroup, sample_group
-from metaplastic.core.unroll import TruncatedUnroll
 
-# key purposes
-_THETA, _GROUP, _DATA, _UNROLL, _INIT = range(5)
+
+class KeyPurpose(enum.IntEnum):
+    """What a run's key is for: the first fold of every key (see `run_key`)."""
+
+    THETA = 0   # θ's initialisation (step 0)
+    GROUP = 1   # the task group started at a step
+    DATA = 2    # a step's truncation data
+    UNROLL = 3  # a step's unroll (rule and estimator randomness)
+    INIT = 4    # the inner states of the group started at a step
+
+
+def run_key(seed: int, purpose: KeyPurpose, step: int) -> jax.Array:
+    return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), int(purpose)), step)
+
+
+def initial_theta(rule: UpdateRule, seed: int) -> Pytree:
+    """θ at meta-training step 0 of a run with this seed."""
+    return rule.init_theta(run_key(seed, KeyPurpose.THETA, 0))
+
+
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -78,22 +97,20 @@ class MetaTrainer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         _use_compilation_cache(config, self.workdir)
         self.components = config_lib.build_components(config)
-        self.unroll = TruncatedUnroll(self.components.rule, self.components.objective,
-                                      remat=config.remat)
+        self.unroll = self.components.unroll
         self.architectures = ArchitectureSampler(**config.architecture)
         self.schedule = Schedule(**config.schedule)
         self.optimizer = make_optimizer(config)
         self.sharding = distributed.TaskSharding.create(config.tasks_per_step)
         self.update = make_update_fn(self.optimizer, self.sharding.replicated)
         self.local_tasks = self.sharding.local_tasks()
-        self.root = jax.random.PRNGKey(config.seed)
         self.checkpointer = Checkpointer(self.workdir / "checkpoints", keep=config.checkpoint_keep)
         self._prefetcher = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="truncation-data")
         self._pending = None  # (step, group_start, future of (group, data)) for the next step
 
         self.step = 0
         self.skipped = 0
-        self.theta = self.sharding.replicate(self.components.rule.init_theta(self._key(_THETA, 0)))
+        self.theta = self.sharding.replicate(initial_theta(self.components.rule, self.config.seed))
         self.opt_state = self.sharding.replicate(self.optimizer.init(self.theta))
         self.group = None
         self.group_start = 0
@@ -101,14 +118,14 @@ class MetaTrainer:
         self.estimator_state = None
         self._restore()
 
-    def _key(self, purpose: int, step: int) -> jax.Array:
-        return jax.random.fold_in(jax.random.fold_in(self.root, purpose), step)
+    def _key(self, purpose: KeyPurpose, step: int) -> jax.Array:
+        return run_key(self.config.seed, purpose, step)
 
     # -- task groups and their data -------------------------------------------
     def _sample_group(self, step: int) -> TaskGroup:
         """The same group on every process: T tasks, of which each process feeds its own rows."""
         return sample_group(self.components.family, self.architectures, self.schedule,
-                            self._key(_GROUP, step), self.config.tasks_per_step)
+                            self._key(KeyPurpose.GROUP, step), self.config.tasks_per_step)
 
     def _build_data(self, group: TaskGroup, step: int) -> TruncationData:
         """This process's tasks' data for `step` as global arrays [T, K, ...] sharded over tasks.
@@ -117,7 +134,7 @@ class MetaTrainer:
         so the data do not depend on how tasks are spread over processes.
         """
         family = self.components.family
-        keys = jax.random.split(self._key(_DATA, step), len(group.tasks))
+        keys = jax.random.split(self._key(KeyPurpose.DATA, step), len(group.tasks))
         parts = [family.truncation_data(group.tasks[i], keys[i], group.truncation_length,
                                         self.config.batch_size) for i in self.local_tasks]
         return self.sharding.from_local_tasks(jax.tree.map(lambda *xs: np.stack(xs), *parts))
@@ -145,7 +162,7 @@ class MetaTrainer:
         self.group = self._pending[2].result()[0] if prefetched else self._sample_group(step)
         self.group_start = step
         state = self.components.estimator.init_state(
-            self.unroll, self.theta, self._key(_INIT, step), self.group.arch,
+            self.theta, self._key(KeyPurpose.INIT, step), self.group.arch,
             self.config.tasks_per_step, self.group.horizon)
         self.estimator_state = self.sharding.place_state(state)
         self.group_inner_steps = int(self.estimator_state.step_in_horizon)
@@ -186,7 +203,7 @@ class MetaTrainer:
         prefetched = self._take_prefetched(self.step, self.group_start)
         data = prefetched[1] if prefetched else self._build_data(self.group, self.step)
         grad, next_state, metrics = self.components.estimator.estimate(
-            self.unroll, self.theta, self.estimator_state, data, self._key(_UNROLL, self.step))
+            self.theta, self.estimator_state, data, self._key(KeyPurpose.UNROLL, self.step))
         self.theta, self.opt_state, ok, grad_norm = self.update(
             self.theta, self.opt_state, grad, metrics["meta_loss"])
         # the device is busy: build the next step's data, guessing whether this group ends now
@@ -277,9 +294,9 @@ def _use_compilation_cache(config: ml_collections.ConfigDict, workdir: pathlib.P
 
     A cache directory chosen outside the config (JAX_COMPILATION_CACHE_DIR) wins.
     """
-    if not config.get("compilation_cache", True) or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    if not config.compilation_cache or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return
-    directory = config.get("compilation_cache_dir", "") or str(workdir / "compilation_cache")
+    directory = config.compilation_cache_dir or str(workdir / "compilation_cache")
     compilation_cache.set_cache_dir(str(pathlib.Path(directory).absolute()))
     compilation_cache.reset_cache()  # a cache looked up before (e.g. none) is not consulted again otherwise
 

@@ -1,1 +1,2 @@
-"""Experiment configs: each module has `get_config(arg=None)` returning a ConfigDict."""
+"""Experiment configs (data only): `train/` for `metaplastic train`, `eval/` for `metaplastic evaluate`.
+Each module has `get_config(arg=None)` returning a ConfigDict; `:arg` picks a variant."""

@@ -1,7 +1,8 @@
 """The registry: pluggy plugin manager + named tables of components by kind.
 
-Built-in plugins (every module of `metaplastic.plugins`) and external
-packages (entry-point group ``metaplastic``) are registered the same way.
+Built-in plugins (every module of `metaplastic.plugins.<kind folder>`, e.g.
+`plugins/update_rules/metz2019.py`) and external packages (entry-point group
+``metaplastic``) are registered the same way.
 Set ``METAPLASTIC_DISABLE_PLUGIN_AUTOLOAD=1`` to skip external packages.
 """
 
@@ -12,6 +13,7 @@ import difflib
 import importlib
 import importlib.metadata
 import os
+import pathlib
 import pkgutil
 import sys
 from typing import Any, Callable
@@ -25,17 +27,7 @@ hookimpl = pluggy.HookimplMarker(hookspecs.PROJECT)
 AUTOLOAD_ENV = "METAPLASTIC_DISABLE_PLUGIN_AUTOLOAD"
 BUILTIN_ORIGIN = "built-in"
 
-# kind -> hook name
-KINDS = {
-    "base_model": "metaplastic_base_models",
-    "update_rule": "metaplastic_update_rules",
-    "meta_objective": "metaplastic_meta_objectives",
-    "task_family": "metaplastic_task_families",
-    "data_source": "metaplastic_data_sources",
-    "gradient_estimator": "metaplastic_gradient_estimators",
-    "eval_method": "metaplastic_eval_methods",
-    "pretrained_rule": "metaplastic_pretrained_rules",
-}
+KINDS = hookspecs.kinds()  # kind -> hook name, read off the hook specifications
 
 
 class ComponentError(ValueError):
@@ -81,17 +73,20 @@ class Registry:
     def _register_builtins(self) -> None:
         import metaplastic.plugins as package
 
-        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-            if info.name.startswith("_"):
-                continue
-            module_name = f"{package.__name__}.{info.name}"
-            try:
-                module = importlib.import_module(module_name)
-            except Exception as error:  # a broken plugin must not stop the run
-                self._skip(f"built-in plugin {module_name} failed to import "
-                           f"({type(error).__name__}: {error}); skipped")
-                continue
-            self._register(module, module_name, BUILTIN_ORIGIN)
+        for kind in KINDS:
+            folder = pathlib.Path(package.__path__[0]) / hookspecs.folder(kind)
+            for info in sorted(pkgutil.iter_modules([str(folder)]), key=lambda m: m.name):
+                if not info.name.startswith("_"):
+                    self._register_builtin(f"{package.__name__}.{folder.name}.{info.name}")
+
+    def _register_builtin(self, module_name: str) -> None:
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as error:  # a broken plugin must not stop the run
+            self._skip(f"built-in plugin {module_name} failed to import "
+                       f"({type(error).__name__}: {error}); skipped")
+            return
+        self._register(module, module_name, BUILTIN_ORIGIN)
 
     def _register_entry_points(self) -> None:
         for entry_point in importlib.metadata.entry_points(group=hookspecs.PROJECT):

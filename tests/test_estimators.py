@@ -22,9 +22,9 @@ from metaplastic.core import config as config_lib
 from metaplastic.core.interfaces import (Architecture, BaseModel, InnerState, LabeledBatch,
                                          LayerActivation, MetaObjective, TruncationData, UpdateRule)
 from metaplastic.core.unroll import TruncatedUnroll
-from metaplastic.plugins.pes import PES, PESPairs
-from metaplastic.plugins.truncated_backprop import TruncatedBackprop
-from metaplastic.plugins.truncated_es import TruncatedES
+from metaplastic.plugins.gradient_estimators.pes import PES, PESPairs
+from metaplastic.plugins.gradient_estimators.truncated_backprop import TruncatedBackprop
+from metaplastic.plugins.gradient_estimators.truncated_es import TruncatedES
 
 INPUT_DIM, FEATURES = 3, 2
 NUM_TASKS, TRUNCATION, NUM_TRUNCATIONS = 2, 2, 4
@@ -42,6 +42,12 @@ class LinearModel(BaseModel):
     def apply(self, params, x):
         u = x @ params["w"]
         return [LayerActivation(u, u)]
+
+    def layers(self, params):
+        return [{"w": params["w"], "b": jnp.zeros(params["w"].shape[1:])}]
+
+    def from_layers(self, params, layers):
+        return {"w": layers[0]["w"]}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,12 +133,12 @@ def problem():
 
 def run_horizon(estimator, problem, key) -> tuple[np.ndarray, object]:
     """The estimates summed over the horizon's truncations (÷ count: the horizon-mean loss), θ fixed."""
-    state = estimator.init_state(UNROLL, problem["theta"], problem["init_key"], ARCH, NUM_TASKS,
+    state = estimator.init_state(problem["theta"], problem["init_key"], ARCH, NUM_TASKS,
                                  TRUNCATION * NUM_TRUNCATIONS)
     total = np.zeros_like(problem["exact"])
     for index in range(NUM_TRUNCATIONS):
         data = truncation(problem["data"], index)
-        grad, state, _ = estimator.estimate(UNROLL, problem["theta"], state, data, jax.random.fold_in(key, index))
+        grad, state, _ = estimator.estimate(problem["theta"], state, data, jax.random.fold_in(key, index))
         total += np.asarray(grad["drive"], np.float64)
     return total / NUM_TRUNCATIONS, state
 
@@ -146,17 +152,17 @@ def mean_and_standard_error(samples: list[np.ndarray]) -> tuple[np.ndarray, np.n
 
 def test_closed_form_matches_truncated_backprop(problem):
     """The NumPy reference reproduces autodiff's truncated gradient, so it can be trusted for the full one."""
-    tbptt, state = run_horizon(TruncatedBackprop(), problem, jax.random.PRNGKey(0))
+    tbptt, state = run_horizon(TruncatedBackprop(UNROLL), problem, jax.random.PRNGKey(0))
     np.testing.assert_allclose(tbptt, problem["truncated"], rtol=1e-4, atol=1e-6)
     assert int(state.step_in_horizon) == TRUNCATION * NUM_TRUNCATIONS
 
 
 def test_pes_is_unbiased_over_the_horizon_where_truncated_backprop_is_not(problem):
     exact = problem["exact"]
-    pes = PES(std=0.05, num_pairs=64, max_loss_diff=1e6)  # no clipping: its bias is not under test
+    pes = PES(UNROLL, std=0.05, num_pairs=64, max_loss_diff=1e6)  # no clipping: its bias is not under test
     samples = [run_horizon(pes, problem, jax.random.PRNGKey(100 + i))[0] for i in range(30)]
     mean, standard_error = mean_and_standard_error(samples)
-    tbptt, _ = run_horizon(TruncatedBackprop(), problem, jax.random.PRNGKey(0))
+    tbptt, _ = run_horizon(TruncatedBackprop(UNROLL), problem, jax.random.PRNGKey(0))
     scale = np.linalg.norm(exact)
     # PES: within 4 standard errors of the exact full-horizon gradient, and that error bar is tight
     assert np.all(np.abs(mean - exact) < 4 * standard_error), (mean, exact, standard_error)
@@ -171,27 +177,27 @@ def test_pes_is_unbiased_over_the_horizon_where_truncated_backprop_is_not(proble
 def test_truncated_es_matches_the_truncated_gradient(problem):
     """From the carried state, ES estimates the gradient of one truncation with its start state held fixed."""
     theta, data = problem["theta"], problem["data"]
-    es = TruncatedES(std=0.05, num_pairs=128, max_loss_diff=1e6)
-    state = es.init_state(UNROLL, theta, problem["init_key"], ARCH, NUM_TASKS, 8)
-    _, state, _ = es.estimate(UNROLL, theta, state, truncation(data, 0), jax.random.PRNGKey(5))
+    es = TruncatedES(UNROLL, std=0.05, num_pairs=128, max_loss_diff=1e6)
+    state = es.init_state(theta, problem["init_key"], ARCH, NUM_TASKS, 8)
+    _, state, _ = es.estimate(theta, state, truncation(data, 0), jax.random.PRNGKey(5))
     # the carried state is the unperturbed θ's trajectory, the one truncated backprop carries too
-    reference = TruncatedBackprop().init_state(UNROLL, theta, problem["init_key"], ARCH, NUM_TASKS, 8)
-    _, reference, _ = TruncatedBackprop().estimate(UNROLL, theta, reference, truncation(data, 0),
+    reference = TruncatedBackprop(UNROLL).init_state(theta, problem["init_key"], ARCH, NUM_TASKS, 8)
+    _, reference, _ = TruncatedBackprop(UNROLL).estimate(theta, reference, truncation(data, 0),
                                                    jax.random.PRNGKey(5))
     np.testing.assert_allclose(state.inner.params["w"], reference.inner.params["w"], rtol=1e-5)
 
     second = truncation(data, 1)
-    samples = [np.asarray(es.estimate(UNROLL, theta, state, second, jax.random.PRNGKey(200 + i))[0]["drive"],
+    samples = [np.asarray(es.estimate(theta, state, second, jax.random.PRNGKey(200 + i))[0]["drive"],
                           np.float64) for i in range(30)]
     mean, standard_error = mean_and_standard_error(samples)
-    grad_tbptt, _, _ = TruncatedBackprop().estimate(UNROLL, theta, reference, second, jax.random.PRNGKey(0))
+    grad_tbptt, _, _ = TruncatedBackprop(UNROLL).estimate(theta, reference, second, jax.random.PRNGKey(0))
     target = np.asarray(grad_tbptt["drive"], np.float64)
     assert np.all(np.abs(mean - target) < 4 * standard_error), (mean, target, standard_error)
     assert standard_error.max() < 0.05 * np.linalg.norm(target)
 
 
 def test_es_is_deterministic_in_its_key(problem):
-    es = PES(std=0.05, num_pairs=3)
+    es = PES(UNROLL, std=0.05, num_pairs=3)
     first, _ = run_horizon(es, problem, jax.random.PRNGKey(7))
     again, _ = run_horizon(es, problem, jax.random.PRNGKey(7))
     other, _ = run_horizon(es, problem, jax.random.PRNGKey(8))
@@ -205,9 +211,9 @@ def test_loss_differences_are_clipped(problem):
     theta, data, key = problem["theta"], problem["data"], jax.random.PRNGKey(3)
     grads = {}
     for clip in (1e-6, 2e-6, 1e3):
-        es = TruncatedES(std=0.05, num_pairs=4, max_loss_diff=clip)
-        state = es.init_state(UNROLL, theta, problem["init_key"], ARCH, NUM_TASKS, 8)
-        grad, _, metrics = es.estimate(UNROLL, theta, state, truncation(data, 0), key)
+        es = TruncatedES(UNROLL, std=0.05, num_pairs=4, max_loss_diff=clip)
+        state = es.init_state(theta, problem["init_key"], ARCH, NUM_TASKS, 8)
+        grad, _, metrics = es.estimate(theta, state, truncation(data, 0), key)
         grads[clip] = np.asarray(grad["drive"])
         assert float(metrics["es_clipped_fraction"]) == (1.0 if clip < 1 else 0.0)
     # every difference saturates: the estimate is linear in the clip value and tiny
@@ -220,9 +226,9 @@ def test_non_finite_pairs_are_dropped(problem, estimator_class):
     theta, data = problem["theta"], problem["data"]
     unroll = TruncatedUnroll(SecondMomentDrive(nan_above=float(jnp.max(theta["drive"])) + 0.02),
                              HalfSquaredError())
-    estimator = estimator_class(std=0.05, num_pairs=8)
-    state = estimator.init_state(unroll, theta, problem["init_key"], ARCH, NUM_TASKS, 8)
-    grad, state, metrics = estimator.estimate(unroll, theta, state, truncation(data, 0),
+    estimator = estimator_class(unroll, std=0.05, num_pairs=8)
+    state = estimator.init_state(theta, problem["init_key"], ARCH, NUM_TASKS, 8)
+    grad, state, metrics = estimator.estimate(theta, state, truncation(data, 0),
                                               jax.random.PRNGKey(4))
     dropped = int(metrics["es_nonfinite_pairs"])
     assert 0 < dropped < NUM_TASKS * 8  # some pairs cross the threshold, θ itself does not
@@ -242,9 +248,9 @@ def test_non_finite_pairs_are_dropped(problem, estimator_class):
 # ---------------------------------------------------------------- state layout, config
 
 def test_pes_state_keeps_tasks_on_the_leading_axis(problem):
-    pes = PES(num_pairs=3)
-    state = pes.init_state(UNROLL, problem["theta"], problem["init_key"], ARCH, NUM_TASKS, 8)
-    _, state, _ = pes.estimate(UNROLL, problem["theta"], state, truncation(problem["data"], 0),
+    pes = PES(UNROLL, num_pairs=3)
+    state = pes.init_state(problem["theta"], problem["init_key"], ARCH, NUM_TASKS, 8)
+    _, state, _ = pes.estimate(problem["theta"], state, truncation(problem["data"], 0),
                                jax.random.PRNGKey(0))
     assert isinstance(state.extra, PESPairs)
     for leaf in jax.tree.leaves((state.inner, state.extra)):
@@ -255,7 +261,7 @@ def test_pes_state_keeps_tasks_on_the_leading_axis(problem):
 
 
 def _config(*overrides):
-    base = config_lib.load_config_file("experiments/quickstart.py:tiny")
+    base = config_lib.load_config_file("experiments/train/quickstart.py:tiny")
     return config_lib.resolve(base, config_lib.parse_overrides(list(overrides)))
 
 
@@ -263,12 +269,12 @@ def _config(*overrides):
                                            ("truncated_backprop", TruncatedBackprop)])
 def test_one_config_field_switches_the_estimator(name, expected):
     config = _config(f"--config.gradient_estimator={name}")
-    assert type(config_lib.build(config, "gradient_estimator")) is expected
+    assert type(config_lib.build_components(config).estimator) is expected
     if name != "truncated_backprop":
         config = _config(f"--config.gradient_estimator={name}",
                          "--config.gradient_estimator_config.num_pairs=3",
                          "--config.gradient_estimator_config.std=0.1")
-        estimator = config_lib.build(config, "gradient_estimator")
+        estimator = config_lib.build_components(config).estimator
         assert (estimator.num_pairs, estimator.std, estimator.max_loss_diff) == (3, 0.1, 1.0)
 
 
@@ -276,7 +282,7 @@ def test_one_config_field_switches_the_estimator(name, expected):
 def test_bad_es_config_is_one_line_naming_the_field(field, value):
     config = _config("--config.gradient_estimator=pes", f"--config.gradient_estimator_config.{field}={value}")
     with pytest.raises(config_lib.ConfigError) as error:
-        config_lib.build(config, "gradient_estimator")
+        config_lib.build_components(config).estimator
     message = str(error.value)
     assert "\n" not in message and f"gradient_estimator_config.{field}" in message and "pes" in message
 

@@ -26,7 +26,7 @@ def check(name: str, values) -> None:
 
 
 def test_quickstart_tiny_first_20_meta_losses(tmp_path):
-    code = cli.main(["train", "--config", str(EXPERIMENTS / "quickstart.py") + ":tiny", "--workdir",
+    code = cli.main(["train", "--config", str(EXPERIMENTS / "train" / "quickstart.py") + ":tiny", "--workdir",
                      str(tmp_path), "--no-progress", "--config.num_steps=20"])
     assert code == 0
     losses = [row["meta_loss"] for row in read_metrics(tmp_path)]
@@ -35,7 +35,7 @@ def test_quickstart_tiny_first_20_meta_losses(tmp_path):
 
 
 def test_glyphs_v2_ridge_accuracies_in_quick_datasets_study(tmp_path):
-    code = cli.main(["evaluate", "--config", str(EXPERIMENTS / "eval_datasets.py") + ":quick", "--workdir",
+    code = cli.main(["evaluate", "--config", str(EXPERIMENTS / "eval" / "datasets.py") + ":quick", "--workdir",
                      str(tmp_path), "--no-progress", "--config.rule_checkpoint=pretrained:glyphs-v2"])
     assert code == 0
     cells = json.loads((tmp_path / "results.json").read_text())["cells"]

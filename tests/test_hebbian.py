@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from metaplastic.core.interfaces import Architecture
-from metaplastic.plugins import hebbian
-from metaplastic.plugins.hebbian import HebbianRule, sanger_update
-from metaplastic.plugins.mlp_bn import MLPBatchNorm
+from metaplastic.plugins.update_rules import hebbian
+from metaplastic.plugins.update_rules.hebbian import HebbianRule, sanger_update
+from metaplastic.plugins.base_models.mlp_bn import MLPBatchNorm
 
 
 def sanger_reference(w, x):
@@ -37,7 +37,7 @@ def test_first_layer_converges_to_leading_principal_components():
     rng = np.random.default_rng(1)
     rotation, _ = np.linalg.qr(rng.normal(size=(6, 6)))
     x = (rng.normal(size=(2000, 6)) * np.sqrt([6.0, 3.0, 1.5, 0.5, 0.2, 0.1])) @ rotation.T
-    rule = HebbianRule(mode="sanger", learning_rate=0.3)
+    rule = HebbianRule(base_model=MLPBatchNorm(), mode="sanger", learning_rate=0.3)
     state = rule.init_inner_state(jax.random.PRNGKey(0), Architecture(6, (3,)))
     data = jnp.asarray(x, jnp.float32)
     step = jax.jit(lambda s: jax.lax.fori_loop(0, 400, lambda _, s: rule.inner_step({}, s, data, None), s))
@@ -56,7 +56,7 @@ def test_hand_designed_rule_is_registered_with_no_learned_parameters():
     x = jax.random.normal(jax.random.PRNGKey(2), (16, 8))
     after = jax.jit(rule.inner_step)({}, state, x, jax.random.PRNGKey(3))
     assert int(after.step) == 1
-    for layer, old in zip(MLPBatchNorm.layers(after.params), MLPBatchNorm.layers(state.params)):
+    for layer, old in zip(MLPBatchNorm().layers(after.params), MLPBatchNorm().layers(state.params)):
         np.testing.assert_allclose(np.linalg.norm(layer["w"], axis=0), 1.0, rtol=1e-5)
         np.testing.assert_array_equal(layer["b"], old["b"])  # offsets stay
         assert not np.allclose(layer["w"], old["w"])
@@ -65,7 +65,7 @@ def test_hand_designed_rule_is_registered_with_no_learned_parameters():
 @pytest.mark.parametrize("rate", [0.0, 1.0, -0.1])
 def test_bad_learning_rate_is_one_clear_line(rate):
     with pytest.raises(ValueError, match="learning_rate"):
-        HebbianRule(learning_rate=rate)
+        HebbianRule(base_model=MLPBatchNorm(), learning_rate=rate)
 
 
 def competitive_reference(x, pre, temperature):
@@ -82,7 +82,7 @@ def competitive_reference(x, pre, temperature):
 
 
 def test_competitive_update_matches_unit_by_unit_form():
-    from metaplastic.plugins.hebbian import competitive_update
+    from metaplastic.plugins.update_rules.hebbian import competitive_update
 
     rng = np.random.default_rng(2)
     x = rng.normal(size=(12, 7)) * 2.0 + 1.0
@@ -98,7 +98,7 @@ def test_competitive_units_become_cluster_templates():
     means = 3.0 * np.eye(8)[:4] + 0.5
     labels = rng.integers(4, size=(400, 128))
     batches = jnp.asarray(means[labels] + 0.3 * rng.normal(size=labels.shape + (8,)), jnp.float32)
-    rule = HebbianRule(mode="competitive")
+    rule = HebbianRule(base_model=MLPBatchNorm(), mode="competitive")
     state = rule.init_inner_state(jax.random.PRNGKey(1), Architecture(8, (8,)))
     state, _ = jax.jit(lambda s, b: jax.lax.scan(lambda s, x: (rule.inner_step({}, s, x, None), None), s, b))(
         state, batches)
@@ -112,4 +112,4 @@ def test_competitive_units_become_cluster_templates():
 @pytest.mark.parametrize("field, value", [("mode", "oja"), ("temperature", 0.0)])
 def test_bad_mode_or_temperature_is_one_clear_line(field, value):
     with pytest.raises(ValueError, match=field):
-        HebbianRule(**{field: value})
+        HebbianRule(base_model=MLPBatchNorm(), **{field: value})

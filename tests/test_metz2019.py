@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from metaplastic.core.interfaces import Architecture, InnerState, LabeledBatch
-from metaplastic.plugins.metz2019 import (TERM_NAMES, Metz2019Rule, conv1d, sym_gram_product)
-from metaplastic.plugins.mlp_bn import MLPBatchNorm
+from metaplastic.plugins.update_rules.metz2019 import (TERM_NAMES, Metz2019Rule, conv1d, sym_gram_product)
+from metaplastic.plugins.base_models.mlp_bn import MLPBatchNorm
 
-RULE = Metz2019Rule()
+RULE = Metz2019Rule(base_model=MLPBatchNorm())
 THETA = RULE.init_theta(jax.random.PRNGKey(0))
 
 
@@ -74,7 +74,7 @@ def test_registered_and_hashable():
     b = Metz2019Rule(base_model=MLPBatchNorm(activation="swish"), inner_lr=1e-3, batch_net="mlp")
     assert a == b and hash(a) == hash(b) and a != RULE
     with pytest.raises(ValueError):
-        Metz2019Rule(batch_net="lstm")
+        Metz2019Rule(base_model=MLPBatchNorm(), batch_net="lstm")
 
 
 def test_no_label_reaches_the_rule():
@@ -300,14 +300,14 @@ def test_whole_update_matches_reference():
 
 
 def test_inner_step_applies_moving_average():
-    rule = Metz2019Rule(inner_lr=1e-3)
+    rule = Metz2019Rule(base_model=MLPBatchNorm(), inner_lr=1e-3)
     state = _state(rule, Architecture(10, (6, 4)))
     x = _inputs(16, 10)
     new, (dw, db, dv) = _compiled(
         "step", lambda t, s, x: (rule.inner_step(t, s, x, jax.random.PRNGKey(0)),
                                  rule.changes(t, s.params, s.rule_state["backward_w"], x)), THETA, state, x)
     lr = 1e-3
-    for i, layer in enumerate(MLPBatchNorm.layers(state.params)):
+    for i, layer in enumerate(MLPBatchNorm().layers(state.params)):
         new_layer = new.params[f"layer_{i}"]
         _assert_close(new_layer["w"], layer["w"] * (1 - lr) - lr * dw[i], 1e-6)
         _assert_close(new_layer["b"], layer["b"] * (1 - lr) - lr * db[i], 1e-6)
@@ -371,13 +371,13 @@ def test_batch_order_matters_with_zero_padding():
 
 
 def test_cyclic_shift_invariance_with_circular_padding():
-    rule = Metz2019Rule(batch_padding="circular")
+    rule = Metz2019Rule(base_model=MLPBatchNorm(), batch_padding="circular")
     state, x = _state(rule, ARCH), _inputs(32, 24)
     _assert_close(_changes(rule, THETA, state, jnp.roll(x, 5, axis=0)), _changes(rule, THETA, state, x))
 
 
 def test_mlp_batch_net_is_permutation_invariant():
-    rule = Metz2019Rule(batch_net="mlp")
+    rule = Metz2019Rule(base_model=MLPBatchNorm(), batch_net="mlp")
     theta = rule.init_theta(jax.random.PRNGKey(0))
     state, x = _state(rule, ARCH), _inputs(32, 24)
     perm = np.random.default_rng(0).permutation(32)
@@ -388,13 +388,13 @@ def test_mlp_batch_net_is_permutation_invariant():
 
 def _relabel(state, x, perms):
     """Relabel the units of every level: perms[0] for the inputs, perms[l] for layer l."""
-    layers, backward = MLPBatchNorm.layers(state.params), state.rule_state["backward_w"]
+    layers, backward = MLPBatchNorm().layers(state.params), state.rule_state["backward_w"]
     new_layers, new_backward = [], []
     for i, layer in enumerate(layers):
         p_in, p_out = perms[i], perms[i + 1]
         new_layers.append({"w": layer["w"][p_in][:, p_out], "b": layer["b"][p_out]})
         new_backward.append(backward[i][p_in][:, p_out])
-    return (InnerState(MLPBatchNorm.from_layers(new_layers), {"backward_w": tuple(new_backward)}, state.step),
+    return (InnerState(MLPBatchNorm().from_layers(state.params, new_layers), {"backward_w": tuple(new_backward)}, state.step),
             x[:, perms[0]])
 
 
@@ -406,7 +406,7 @@ def _relabel_changes(changes, perms):
 
 
 def test_relabelling_units_without_position_code_permutes_the_update():
-    rule = Metz2019Rule(position_code=False, unit_conv=False)
+    rule = Metz2019Rule(base_model=MLPBatchNorm(), position_code=False, unit_conv=False)
     theta = rule.init_theta(jax.random.PRNGKey(0))
     state, x = _state(rule, ARCH), _inputs(32, 24)
     rng = np.random.default_rng(1)
@@ -479,7 +479,7 @@ def test_weight_terms_are_local_except_documented_lateral_terms():
 
 def _ridge_meta_loss(features_fn, batch_a, batch_b):
     try:
-        from metaplastic.plugins.ridge_cosdist import RidgeCosDist
+        from metaplastic.plugins.meta_objectives.ridge_cosdist import RidgeCosDist
     except ImportError:  # the plain ridge/cosine readout of the notes
         u_a, u_b = features_fn(batch_a.x), features_fn(batch_b.x)
         design = jnp.concatenate([u_a, jnp.ones_like(u_a[:, :1])], 1)
@@ -492,7 +492,7 @@ def _ridge_meta_loss(features_fn, batch_a, batch_b):
 
 def test_meta_gradient_matches_finite_differences():
     with jax.enable_x64(True):
-        rule = Metz2019Rule(inner_lr=1e-2)
+        rule = Metz2019Rule(base_model=MLPBatchNorm(), inner_lr=1e-2)
         f64 = lambda tree: jax.tree.map(lambda a: a.astype(jnp.float64) if a.dtype == jnp.float32 else a, tree)
         theta = f64(rule.init_theta(jax.random.PRNGKey(0)))
         arch = Architecture(12, (10, 6))

@@ -55,7 +55,7 @@ def test_external_plugin_trains_by_name(tmp_path, monkeypatch, fresh_registry):
     entry = registry.entry("meta_objective", "feature_spread")
     assert entry.origin == "spread-objective"
 
-    config = config_lib.load_config_file("experiments/quickstart.py:tiny")
+    config = config_lib.load_config_file("experiments/train/quickstart.py:tiny")
     config = config_lib.resolve(config, [("meta_objective", "feature_spread"),
                                          ("meta_objective_config.weight", "2.0")])
     assert config.meta_objective_config.to_dict() == {"weight": 2.0}

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from metaplastic.core.interfaces import Architecture, LabeledBatch
-from metaplastic.plugins.mlp_bn import MLPBatchNorm
-from metaplastic.plugins.ridge_cosdist import RidgeCosDist
-from metaplastic.plugins.simple_local import SimpleLocalRule
+from metaplastic.plugins.base_models.mlp_bn import MLPBatchNorm
+from metaplastic.plugins.meta_objectives.ridge_cosdist import RidgeCosDist
+from metaplastic.plugins.update_rules.simple_local import SimpleLocalRule
 
 
 def numpy_ridge_cosdist(u_a, y_a, u_b, y_b, lam):

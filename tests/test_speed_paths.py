@@ -14,11 +14,11 @@ import pytest
 from metaplastic.core import config as config_lib
 from metaplastic.core.interfaces import Architecture, LabeledBatch, TruncationData
 from metaplastic.core.tasks import group_data
-from metaplastic.core.trainer import _DATA, MetaTrainer
+from metaplastic.core.trainer import KeyPurpose, MetaTrainer
 from metaplastic.core.unroll import TruncatedUnroll, segment_length
-from metaplastic.plugins.mlp_bn import MLPBatchNorm
-from metaplastic.plugins.ridge_cosdist import RidgeCosDist
-from metaplastic.plugins.simple_local import SimpleLocalRule
+from metaplastic.plugins.base_models.mlp_bn import MLPBatchNorm
+from metaplastic.plugins.meta_objectives.ridge_cosdist import RidgeCosDist
+from metaplastic.plugins.update_rules.simple_local import SimpleLocalRule
 
 ARCH = Architecture(12, (8, 6))
 BATCH, META, CLASSES = 16, 12, 3
@@ -114,7 +114,7 @@ def test_remat_memory_grows_like_sqrt_k():
 
 @pytest.fixture()
 def tiny_config():
-    return config_lib.resolve(config_lib.load_config_file("experiments/quickstart.py:tiny"),
+    return config_lib.resolve(config_lib.load_config_file("experiments/train/quickstart.py:tiny"),
                               [("architecture.depths", "(1, 2)"), ("num_steps", "8")])
 
 
@@ -122,13 +122,13 @@ def test_trainer_data_equals_group_data(tiny_config, tmp_path):
     trainer = MetaTrainer(tiny_config, tmp_path)
     group = trainer._sample_group(0)
     built = trainer._build_data(group, 5)
-    expected = group_data(trainer.components.family, group, trainer._key(_DATA, 5), tiny_config.batch_size)
+    expected = group_data(trainer.components.family, group, trainer._key(KeyPurpose.DATA, 5), tiny_config.batch_size)
     jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), b), built, expected)
     trainer.checkpointer.close()
 
 
 def test_prefetching_changes_no_number_and_shapes_compile_once_per_bucket(tiny_config, tmp_path):
-    from metaplastic.plugins import truncated_backprop
+    from metaplastic.plugins.gradient_estimators import truncated_backprop
 
     truncated_backprop._loss_and_grad.clear_cache()
     trainer = MetaTrainer(tiny_config, tmp_path / "prefetched")

@@ -12,11 +12,14 @@ from conftest import clear_data_caches
 from metaplastic.core import data as core_data
 from metaplastic.core.interfaces import Architecture, DatasetUnavailable
 from metaplastic.core.tasks import ArchitectureSampler, Schedule, group_data, sample_group
-from metaplastic.plugins import _classification, glyphs, image_classes, imdb_bow
-from metaplastic.plugins._image_ops import affine_warp
-from metaplastic.plugins.image_classes import ImageClasses
-from metaplastic.plugins.imdb_bow import ImdbBow
-from metaplastic.plugins.mixture import Mixture
+from metaplastic.core import classification as _classification
+from metaplastic.core import text as imdb_bow
+from metaplastic.plugins.data_sources import glyphs
+from metaplastic.plugins.task_families import image_classes
+from metaplastic.core.ops.images import affine_warp
+from metaplastic.plugins.task_families.image_classes import ImageClasses
+from metaplastic.plugins.task_families.imdb_bow import ImdbBow
+from metaplastic.plugins.task_families.mixture import Mixture
 
 ARCH = Architecture(64, (32, 16))
 
@@ -143,7 +146,7 @@ def test_affine_warp_identity_shift_and_rotation():
 
 
 def test_numpy_resize_matches_jax_antialiased_linear():
-    from metaplastic.plugins._image_ops import resize_images
+    from metaplastic.core.ops.images import resize_images
 
     x = np.random.default_rng(0).random((3, 28, 28, 2), dtype=np.float32)
     for size in (16, 14, 40):

@@ -19,7 +19,7 @@ from metaplastic.core.trainer import MetaTrainer
 
 
 def tiny_config(**overrides):
-    base = config_lib.load_config_file("experiments/quickstart.py:tiny")
+    base = config_lib.load_config_file("experiments/train/quickstart.py:tiny")
     return config_lib.resolve(base, [(k, str(v)) for k, v in overrides.items()])
 
 
@@ -74,8 +74,8 @@ class PoisonedEstimator:
     def init_state(self, *args):
         return self.inner.init_state(*args)
 
-    def estimate(self, unroll, theta, state, data, key):
-        grad, state, metrics = self.inner.estimate(unroll, theta, state, data, key)
+    def estimate(self, theta, state, data, key):
+        grad, state, metrics = self.inner.estimate(theta, state, data, key)
         self.calls.append(1)
         if len(self.calls) in self.poison_calls:
             grad = jax.tree.map(lambda g: g * jnp.nan, grad)
@@ -121,7 +121,7 @@ async def finalize_then_die(self, *args, **kwargs):
 
 checkpoint.Checkpointer.save = recording_save
 atomicity.AtomicRenameTemporaryPath.finalize = finalize_then_die
-config = config_lib.resolve(config_lib.load_config_file("experiments/quickstart.py:tiny"),
+config = config_lib.resolve(config_lib.load_config_file("experiments/train/quickstart.py:tiny"),
                             [("num_steps", "6"), ("checkpoint_every", "2")])
 MetaTrainer(config, {workdir!r}).run(progress=False)
 """
@@ -158,7 +158,7 @@ def test_sigterm_stops_after_the_step_and_saves_it(tmp_path):
     workdir = tmp_path / "run"
     script = ("from metaplastic.core import config as c\n"
               "from metaplastic.core.trainer import MetaTrainer\n"
-              "cfg = c.resolve(c.load_config_file('experiments/quickstart.py:tiny'), "
+              "cfg = c.resolve(c.load_config_file('experiments/train/quickstart.py:tiny'), "
               "[('num_steps', '100000'), ('checkpoint_every', '100000')])\n"
               f"MetaTrainer(cfg, {str(workdir)!r}).run(progress=False)\n")
     process = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)

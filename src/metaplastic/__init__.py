@@ -9,6 +9,6 @@ __version__ = "0.1.0"
 
 def load_rule(source):
     """A shipped rule (`pretrained:NAME`), a saved rule directory, or a meta-training workdir."""
-    from metaplastic.core.pretrained import load_rule as _load
+    from metaplastic.core.rules import load_rule as _load
 
     return _load(source)

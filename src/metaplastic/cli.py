@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import pathlib
 import sys
+
+
+def _shipped_configs() -> pathlib.Path:
+    """The configs installed with the package (used when a config path does not exist here)."""
+    import metaplastic.experiments
+
+    return pathlib.Path(metaplastic.experiments.__file__).parent
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metaplastic", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="meta-train an update rule (resumes from --workdir)")
-    train.add_argument("--config", required=True, help="experiments/x.py[:arg]")
+    train.add_argument("--config", required=True, help="experiments/train/x.py[:arg]")
     train.add_argument("--workdir", required=True)
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluate = commands.add_parser(
         "evaluate", help="train fresh base models on held-out data with each method, read out with "
                          "few labels; writes results.json/.csv, report.md and pictures (resumes)")
-    evaluate.add_argument("--config", required=True, help="experiments/eval_x.py[:arg]")
+    evaluate.add_argument("--config", required=True, help="experiments/eval/x.py[:arg]")
     evaluate.add_argument("--workdir", required=True)
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     commands.add_parser("plugins", help="list registered components by kind, name and origin")
@@ -38,7 +46,7 @@ def _cmd_train(args, overrides) -> int:
     from metaplastic.core import config as config_lib
     from metaplastic.core.trainer import train
 
-    config = config_lib.resolve(config_lib.load_config_file(args.config),
+    config = config_lib.resolve(config_lib.load_config_file(args.config, _shipped_configs()),
                                 config_lib.parse_overrides(overrides))
     summary = train(config, args.workdir, progress=not args.no_progress)
     print(f"done: {summary['steps']} steps, {summary['skipped']} skipped, "
@@ -51,7 +59,7 @@ def _cmd_evaluate(args, overrides) -> int:
     from metaplastic.core.interfaces import DatasetUnavailable
 
     try:
-        study = evaluation.load_study(args.config, overrides)
+        study = evaluation.load_study(args.config, overrides, shipped=_shipped_configs())
         results = evaluation.run_study(study, args.workdir, progress=not args.no_progress)
     except (evaluation.EvaluationError, DatasetUnavailable) as error:
         print(f"metaplastic: error: {error}", file=sys.stderr)

@@ -1,0 +1,1 @@
+"""Evaluation studies: `common.py` holds what every study shares; one study per file."""

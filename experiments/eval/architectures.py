@@ -1,0 +1,37 @@
+"""Evaluation over architectures (the paper's Figure 2, left): depth 1–11 at width 64 and
+width 32–1024 at depth 2, on held-out sklearn digits 5–9.
+
+    metaplastic evaluate --config experiments/eval/architectures.py --workdir runs/eval_arch \
+        --config.rule_checkpoint=runs/quickstart
+
+Depth counts the hidden layers below the 32-unit representation layer. The
+large widths (to 10,000) are `eval_architectures_large.py`. Variant `:quick`
+shrinks everything for tests.
+"""
+
+import ml_collections
+
+from metaplastic.core.config import apply_variant
+from metaplastic.experiments.eval.common import METHODS, shrink, study_config
+
+DEPTHS = (1, 3, 5, 7, 9, 11)
+WIDTHS = (32, 64, 128, 256, 512, 1024)
+
+
+def quick(config):
+    shrink(config, architectures=((1, 8), (3, 8), (1, 24)), steps=(3,), shots=(2,))
+    config.datasets.digits_5_9.max_test = 100
+
+
+def get_config(arg=None):
+    config = study_config(
+        "architectures", "Few-shot accuracy of base models of different depth and width.")
+    config.methods = ml_collections.ConfigDict(METHODS)
+    config.datasets = ml_collections.ConfigDict(dict(
+        digits_5_9=dict(dataset="digits", classes=(5, 6, 7, 8, 9), required=True)))
+    config.architectures = tuple((d, 64) for d in DEPTHS) + tuple((2, w) for w in WIDTHS if w != 64)
+    config.top_width = 32
+    config.batch_size = 64
+    config.steps = (500,)
+    config.shots = (10,)
+    return apply_variant(config, arg, {"quick": quick}, "experiments/eval/architectures.py")

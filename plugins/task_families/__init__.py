@@ -1,0 +1,1 @@
+"""Task families: distributions over unsupervised learning problems (`TaskFamily`). File name = registered name."""

@@ -1,0 +1,159 @@
+"""The layout is the architecture: these tests keep it so.
+
+- core/ imports no plugin and no experiment; a plugin imports core and registries, never another plugin.
+- plugins/<folder>/<name>.py: folder = hook = config key, file name = registered name.
+- Every package folder is listed in pyproject.toml; README's "What is where" lists every module.
+- Every variant of every config file resolves; an unknown one is a one-line error.
+"""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+import re
+import tomllib
+
+import pytest
+
+from metaplastic.core import config as config_lib
+from metaplastic.registries import KINDS, get_registry, hookspecs, training_kinds
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PACKAGE_DIRS = {"core": "metaplastic.core", "plugins": "metaplastic.plugins",
+                "registries": "metaplastic.registries", "experiments": "metaplastic.experiments",
+                "src/metaplastic": "metaplastic"}
+
+
+def python_files(folder: str) -> list[pathlib.Path]:
+    return sorted(p for p in (ROOT / folder).rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def imported_modules(path: pathlib.Path) -> set[str]:
+    """Every module an `import` or `from ... import` in the file names (at any depth)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_core_imports_no_plugin_and_no_experiment():
+    offenders = {f"{p.relative_to(ROOT)}: {m}" for p in python_files("core") for m in imported_modules(p)
+                 if m.startswith(("metaplastic.plugins", "metaplastic.experiments"))}
+    assert not offenders
+
+
+def test_registries_import_only_themselves():
+    offenders = {f"{p.relative_to(ROOT)}: {m}" for p in python_files("registries") for m in imported_modules(p)
+                 if m.startswith("metaplastic.") and not m.startswith("metaplastic.registries")}
+    assert not offenders
+
+
+def plugin_of(module: str) -> str | None:
+    """'metaplastic.plugins.update_rules.metz2019.X' -> 'update_rules.metz2019'."""
+    parts = module.split(".")
+    return ".".join(parts[2:4]) if parts[:2] == ["metaplastic", "plugins"] and len(parts) >= 4 else None
+
+
+def test_a_plugin_imports_no_other_plugin():
+    offenders = set()
+    for path in python_files("plugins"):
+        if path.name == "__init__.py":
+            continue
+        own = f"{path.parent.name}.{path.stem}"
+        for module in imported_modules(path):
+            other = plugin_of(module)
+            if other is not None and other != own:
+                offenders.add(f"{path.relative_to(ROOT)} imports {module}")
+    assert not offenders
+
+
+def test_the_import_checks_can_fail(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    from metaplastic.plugins.base_models.mlp_bn import MLPBatchNorm\n")
+    assert "metaplastic.plugins.base_models.mlp_bn" in imported_modules(bad)
+    assert plugin_of("metaplastic.plugins.base_models.mlp_bn.MLPBatchNorm") == "base_models.mlp_bn"
+
+
+def test_folder_is_hook_is_config_key_and_file_name_is_registered_name():
+    plugins = ROOT / "plugins"
+    folders = {p.name for p in plugins.iterdir() if (p / "__init__.py").exists()}
+    assert folders == {hookspecs.folder(kind) for kind in KINDS}
+    for kind in training_kinds():
+        assert f"metaplastic_{hookspecs.folder(kind)}" == KINDS[kind]
+    registry = get_registry()
+    assert not [line for line in registry.skipped if "built-in" in line]
+    for entry in registry.all_entries():
+        if entry.origin != "built-in":
+            continue
+        folder, name = entry.module.split(".")[2:4]
+        assert folder == hookspecs.folder(entry.kind), entry
+        if entry.kind == "pretrained_rule":  # one name per shipped folder beside shipped.py
+            assert (plugins / folder / entry.name / "rule.json").exists()
+        else:
+            assert name == entry.name, entry
+    modules = {p.stem for p in (plugins / "pretrained_rules").glob("*.py") if p.stem != "__init__"}
+    assert modules == {"shipped"}
+
+
+def test_pyproject_lists_every_package_folder():
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = set()
+    for folder, package in PACKAGE_DIRS.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            relative = init.parent.relative_to(ROOT / folder)
+            found.add(".".join([package, *relative.parts]))
+    assert found == listed
+
+
+def test_no_large_module_without_a_reason():
+    for path in python_files("core") + python_files("plugins") + python_files("registries"):
+        lines = path.read_text().count("\n")
+        if lines > 450:
+            docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
+            assert "lines" in docstring and "because" in docstring, f"{path.relative_to(ROOT)}: {lines} lines"
+
+
+def what_is_where() -> str:
+    """README's 'What is where' section."""
+    text = (ROOT / "README.md").read_text()
+    return text.split("## What is where", 1)[1].split("\n## ", 1)[0]
+
+
+def test_readme_what_is_where_names_every_module():
+    section = what_is_where()
+    for folder in ("core", "plugins", "registries", "experiments"):
+        for path in python_files(folder):
+            if path.name == "__init__.py":
+                continue
+            relative = path.relative_to(ROOT / folder)
+            name = path.stem if relative.parent == pathlib.Path(".") else f"{relative.parent.name}/{path.stem}"
+            assert re.search(rf"`{re.escape(name)}(\.py)?`|\b{re.escape(path.stem)}\b", section), \
+                f"README 'What is where' does not mention {folder}/{relative}"
+
+
+def config_files() -> list[pathlib.Path]:
+    return [p for p in python_files("experiments") if p.stem not in ("__init__", "common")]
+
+
+def variants_of(path: pathlib.Path) -> list[str]:
+    """The names in the file's apply_variant(...) mapping, read from the source."""
+    found = re.findall(r"apply_variant\([^{]*\{([^}]*)\}", path.read_text(), flags=re.S)
+    return [""] + [key for block in found for key in re.findall(r'"([^"]+)"\s*:', block)]
+
+
+@pytest.mark.parametrize("path", config_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_variant_of_every_config_resolves(path):
+    from metaplastic.core.evaluation import resolve_study
+
+    for variant in variants_of(path):
+        config = config_lib.load_config_file(f"{path}:{variant}" if variant else str(path))
+        if path.parent.name == "train":
+            config_lib.resolve(config)
+        else:
+            resolve_study(config)
+    with pytest.raises(config_lib.ConfigError, match=r"unknown variant 'nope' \(known: "):
+        config_lib.load_config_file(f"{path}:nope")
