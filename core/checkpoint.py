@@ -14,7 +14,7 @@ import orbax.checkpoint as ocp
 
 
 class Checkpointer:
-    def __init__(self, directory: str | pathlib.Path, keep: int = 3, primary_host_only: bool = True):
+    def __init__(self, directory: str | pathlib.Path, keep: int = 3):
         self.directory = pathlib.Path(directory).absolute()
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                                enable_async_checkpointing=False)
@@ -23,6 +23,10 @@ class Checkpointer:
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        """Every saved step, ascending."""
+        return sorted(int(s) for s in self.manager.all_steps())
 
     def save(self, step: int, state, meta: dict) -> None:
         self.manager.save(step, args=ocp.args.Composite(
@@ -39,6 +43,11 @@ class Checkpointer:
         restored = self.manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(target)))["state"]
         return flax.serialization.from_state_dict(template, restored)
+
+    def restore_raw(self, step: int) -> dict:
+        """The saved state as stored (nested dicts of arrays), restored without a template."""
+        return self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore()))["state"]
 
     def close(self) -> None:
         self.manager.close()

@@ -14,12 +14,12 @@ import hashlib
 import json
 import os
 import pathlib
-import tempfile
 from typing import Callable
 
 import numpy as np
 
 from metaplastic.core.interfaces import Dataset, DatasetUnavailable
+from metaplastic.core.ops.files import save_npz_atomic
 
 CACHE_ENV = "METAPLASTIC_CACHE_DIR"
 
@@ -68,16 +68,7 @@ def file_stamp(path: str | os.PathLike) -> tuple[str, int, int]:
 
 def save_arrays(path: pathlib.Path, arrays: dict[str, np.ndarray]) -> None:
     """Write an .npz atomically: a temporary file in the same folder, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            np.savez(out, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    save_npz_atomic(path, arrays)
 
 
 def cached_arrays(folder: str, key: str, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

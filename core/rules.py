@@ -17,12 +17,16 @@ import functools
 import json
 import os
 import pathlib
-import tempfile
+
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
-from metaplastic.core.interfaces import Architecture, InnerState, Pytree, UpdateRule
+from metaplastic.core import config as config_lib
+from metaplastic.core.interfaces import (Architecture, BaseModel, EvaluationError, InnerState, Pytree,
+                                         UpdateRule)
+from metaplastic.core.ops.files import save_npz_atomic, write_atomic
 
 PRETRAINED_PREFIX = "pretrained:"
 
@@ -110,12 +114,8 @@ def save_rule(directory: str | pathlib.Path, config: dict, theta: Pytree, extra:
     description.update(extra or {})
     leaves, _ = jax.tree_util.tree_flatten_with_path(theta)
     arrays = {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
-    for name, write in (("theta.npz", lambda f: np.savez(f, **arrays)),
-                        ("rule.json", lambda f: f.write(json.dumps(description, indent=2).encode()))):
-        with tempfile.NamedTemporaryFile(dir=directory, delete=False) as handle:
-            write(handle)
-        os.chmod(handle.name, 0o644)
-        os.replace(handle.name, directory / name)
+    save_npz_atomic(directory / "theta.npz", arrays)
+    write_atomic(directory / "rule.json", json.dumps(description, indent=2).encode())
 
 
 def _load_directory(directory: pathlib.Path) -> LearnedRule:
@@ -136,9 +136,71 @@ def _load_directory(directory: pathlib.Path) -> LearnedRule:
     return LearnedRule(rule, jax.tree_util.tree_unflatten(treedef, restored), description)
 
 
-def _load_workdir(workdir: pathlib.Path) -> LearnedRule:
-    from metaplastic.core.evaluation import checkpoint_steps, load_rule_from_workdir, workdir_config
+# ---------------------------------------------------------------- meta-training workdirs
 
+def _checkpointer(workdir: pathlib.Path):
+    from metaplastic.core.checkpoint import Checkpointer
+
+    directory = workdir / "checkpoints"
+    if not directory.is_dir():
+        raise EvaluationError(f"rule checkpoint '{workdir}': no checkpoints/ directory "
+                              "(expected a `metaplastic train` workdir)")
+    return Checkpointer(directory)
+
+
+def checkpoint_steps(workdir: str | os.PathLike) -> list[int]:
+    """Saved meta-training steps in a `metaplastic train` workdir."""
+    checkpointer = _checkpointer(pathlib.Path(workdir))
+    try:
+        return checkpointer.all_steps()
+    finally:
+        checkpointer.close()
+
+
+def workdir_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict:
+    path = pathlib.Path(workdir) / "config.json"
+    if not path.is_file():
+        raise EvaluationError(f"rule checkpoint '{workdir}': no config.json (expected a `metaplastic train` workdir)")
+    return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
+def load_rule_from_workdir(workdir: str | os.PathLike, step: int | None = None,
+                           base_model: BaseModel | None = None) -> tuple[UpdateRule, Pytree]:
+    """(rule, θ) saved by `metaplastic train` in `workdir` at `step` (default: the latest).
+
+    Step 0 is the trainer's initial θ (recomputed from the config's seed). Only θ
+    is restored. The rule is built from config.json, on `base_model` if given.
+    """
+    workdir = pathlib.Path(workdir)
+    config = workdir_config(workdir)
+    if base_model is None:
+        base_model = config_lib.build(config, "base_model")
+    rule = config_lib.build(config, "update_rule", base_model=base_model)
+    if step == 0:
+        from metaplastic.core.trainer import initial_theta
+
+        return rule, initial_theta(rule, config.seed)
+    checkpointer = _checkpointer(workdir)
+    try:
+        available = checkpointer.all_steps()
+        if not available:
+            raise EvaluationError(f"rule checkpoint '{workdir}': no saved steps")
+        step = available[-1] if step is None or step < 0 else step
+        if step not in available:
+            raise EvaluationError(f"rule checkpoint '{workdir}': no step {step} (saved: {available})")
+        restored = checkpointer.restore_raw(step)
+    finally:
+        checkpointer.close()
+    theta = jax.tree.map(jnp.asarray, restored["theta"])
+    template = rule.init_theta(jax.random.PRNGKey(0))
+    if jax.tree.structure(template) != jax.tree.structure(theta) or any(
+            a.shape != b.shape for a, b in zip(jax.tree.leaves(template), jax.tree.leaves(theta))):
+        raise EvaluationError(f"rule checkpoint '{workdir}' step {step}: θ does not match update rule "
+                              f"'{config.update_rule}' as configured in its config.json")
+    return rule, theta
+
+
+def _load_workdir(workdir: pathlib.Path) -> LearnedRule:
     config = workdir_config(workdir)
     rule, theta = load_rule_from_workdir(workdir)
     return LearnedRule(rule, theta, {**config.to_dict(), "step": checkpoint_steps(workdir)[-1]})

@@ -10,7 +10,7 @@ import json
 import pathlib
 import shutil
 
-from metaplastic.core.pretrained import load_rule, save_rule
+from metaplastic.core.rules import load_rule, save_rule
 
 
 def main():

@@ -14,14 +14,15 @@ import numpy as np
 import pytest
 
 from metaplastic import cli
-from metaplastic.core import evaluation
+from metaplastic.core import evaluation, rules
+from metaplastic.core.evaluation import runner
 from metaplastic.core.config import ConfigError, load_config_file, resolve
 from metaplastic.registries import hookimpl
 from metaplastic.registries import registry as registry_module
 
 EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "experiments"
-STUDIES = ["eval_datasets", "eval_time", "eval_imdb", "eval_architectures",
-           "eval_architectures_large", "eval_filters"]
+STUDIES = ["eval/datasets", "eval/time", "eval/imdb", "eval/architectures",
+           "eval/architectures_large", "eval/filters"]
 
 
 def tiny_study(**fields) -> ml_collections.ConfigDict:
@@ -130,7 +131,7 @@ def trained(tmp_path_factory):
     from metaplastic.core.trainer import MetaTrainer
 
     workdir = tmp_path_factory.mktemp("meta") / "run"
-    config = resolve(load_config_file(str(EXPERIMENTS / "quickstart.py") + ":tiny"),
+    config = resolve(load_config_file(str(EXPERIMENTS / "train" / "quickstart.py") + ":tiny"),
                      [("num_steps", "0")])
     trainer = MetaTrainer(config, workdir)
     initial = jax.tree.map(np.asarray, trainer.theta)
@@ -147,21 +148,21 @@ def trained(tmp_path_factory):
 
 def test_load_rule_from_workdir_restores_the_trainers_theta(trained):
     workdir, final, initial = trained
-    rule, theta = evaluation.load_rule_from_workdir(workdir)
+    rule, theta = rules.load_rule_from_workdir(workdir)
     assert type(rule).__name__ == "SimpleLocalRule"
     assert jax.tree.structure(theta) == jax.tree.structure(final)
     for got, want in zip(jax.tree.leaves(theta), jax.tree.leaves(final)):
         assert isinstance(got, jax.Array)
         np.testing.assert_array_equal(got, want)
     assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(final), jax.tree.leaves(initial)))
-    _, theta0 = evaluation.load_rule_from_workdir(workdir, step=0)
+    _, theta0 = rules.load_rule_from_workdir(workdir, step=0)
     for got, want in zip(jax.tree.leaves(theta0), jax.tree.leaves(initial)):
         np.testing.assert_array_equal(got, want)
-    assert evaluation.checkpoint_steps(workdir) == [2, 4, 6]
+    assert rules.checkpoint_steps(workdir) == [2, 4, 6]
     with pytest.raises(evaluation.EvaluationError, match="no step 3"):
-        evaluation.load_rule_from_workdir(workdir, step=3)
+        rules.load_rule_from_workdir(workdir, step=3)
     with pytest.raises(evaluation.EvaluationError, match="config.json"):
-        evaluation.load_rule_from_workdir(workdir / "checkpoints")
+        rules.load_rule_from_workdir(workdir / "checkpoints")
 
 
 # ---------------------------------------------------------------- test labels are for scoring only
@@ -193,7 +194,7 @@ def test_shuffling_test_labels_changes_scores_but_not_predictions(tmp_path, monk
         recorded[poisoned[0]].append(np.array(predictions))
         return original_accuracy(self, predictions)
 
-    monkeypatch.setattr(evaluation, "prepare_dataset", prepare)
+    monkeypatch.setattr(runner, "prepare_dataset", prepare)  # where run_study looks it up
     monkeypatch.setattr(evaluation.ScoringLabels, "accuracy", accuracy)
     study = tiny_study(seeds=1, methods=dict(learned=dict(method="update_rule", rule="hebbian"),
                                              raw_input=dict(method="raw_input"),
@@ -296,7 +297,7 @@ def write_tiny_reviews(folder: pathlib.Path) -> None:
 @pytest.fixture
 def tiny_reviews(tmp_path, monkeypatch):
     from metaplastic.core import data as core_data
-    from metaplastic.plugins import imdb_bow
+    from metaplastic.core import text as imdb_bow
 
     def clear():
         core_data.load_dataset.cache_clear()
@@ -313,7 +314,7 @@ def tiny_reviews(tmp_path, monkeypatch):
 
 
 def test_text_study_runs_on_a_tiny_review_corpus(tiny_reviews):
-    config = load_config_file(str(EXPERIMENTS / "eval_imdb.py") + ":quick")
+    config = load_config_file(str(EXPERIMENTS / "eval" / "imdb.py") + ":quick")
     config.methods = {k: config.methods[k] for k in ("learned", "raw_input")}
     study = evaluation.resolve_study(config, [("seeds", "1"), ("shots", "(5,)"), ("main_shots", "5")])
     results = evaluation.run_study(study, tiny_reviews / "out", progress=False)
@@ -337,7 +338,7 @@ def test_filters_are_drawn_in_pixel_order(tmp_path, test_plugins):
 
 
 def test_text_study_without_its_dataset_stops_with_one_line(tmp_path, capsys):
-    code = cli.main(["evaluate", "--config", str(EXPERIMENTS / "eval_imdb.py") + ":quick",
+    code = cli.main(["evaluate", "--config", str(EXPERIMENTS / "eval" / "imdb.py") + ":quick",
                      "--workdir", str(tmp_path), "--no-progress",
                      "--config.datasets.imdb.dataset=no_such_corpus", "--config.datasets.imdb.alternatives=()"])
     err = capsys.readouterr().err
@@ -349,7 +350,7 @@ def test_text_study_without_its_dataset_stops_with_one_line(tmp_path, capsys):
 
 def test_evaluate_command_compares_a_trained_rule_with_every_baseline(tmp_path, trained, capsys):
     workdir, _, _ = trained
-    code = cli.main(["evaluate", "--config", str(EXPERIMENTS / "eval_datasets.py") + ":quick",
+    code = cli.main(["evaluate", "--config", str(EXPERIMENTS / "eval" / "datasets.py") + ":quick",
                      "--workdir", str(tmp_path), "--no-progress", f"--config.rule_checkpoint={workdir}",
                      "--config.datasets.digits_0_4_train.max_test=40", "--config.shots=(2,)",
                      "--config.main_shots=2"])
@@ -373,7 +374,7 @@ def test_evaluate_command_compares_a_trained_rule_with_every_baseline(tmp_path, 
 
 def test_filters_study_sweeps_meta_training_checkpoints(tmp_path, trained):
     workdir, _, _ = trained
-    study = evaluation.load_study(str(EXPERIMENTS / "eval_filters.py") + ":quick",
+    study = evaluation.load_study(str(EXPERIMENTS / "eval" / "filters.py") + ":quick",
                                   [f"--config.rule_checkpoint={workdir}"])
     results = evaluation.run_study(study, tmp_path, progress=False)
     assert [m for m in results["methods"] if m.startswith("learned@")] == [
@@ -409,7 +410,7 @@ def test_architecture_and_time_pictures(tmp_path):
 ])
 def test_bad_study_settings_are_one_clear_line(override, message):
     with pytest.raises(ConfigError, match=message):
-        evaluation.load_study(str(EXPERIMENTS / "eval_datasets.py") + ":quick", [override])
+        evaluation.load_study(str(EXPERIMENTS / "eval" / "datasets.py") + ":quick", [override])
 
 
 def test_bad_datasets_and_methods_are_named(tmp_path):

@@ -6,7 +6,7 @@ from sklearn.linear_model import LogisticRegression
 
 import metaplastic
 from metaplastic.core import config as config_lib
-from metaplastic.core.pretrained import load_rule, save_rule
+from metaplastic.core.rules import load_rule, save_rule
 from metaplastic.core.trainer import MetaTrainer
 from metaplastic.registries import get_registry
 
@@ -37,7 +37,7 @@ def test_shipped_rules_are_registered_with_provenance():
 
 
 def test_save_load_round_trip_from_workdir(tmp_path):
-    config = config_lib.resolve(config_lib.load_config_file("experiments/quickstart.py:tiny"))
+    config = config_lib.resolve(config_lib.load_config_file("experiments/train/quickstart.py:tiny"))
     trainer = MetaTrainer(config, tmp_path / "run")
     trainer.run(progress=False)
     from_workdir = load_rule(tmp_path / "run")

@@ -1,0 +1,289 @@
+"""Running a study: methods built and expanded, one training run per (dataset, arch, seed, method)
+yielding its cells, each cell cached as it finishes; the features of base models and update rules."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import io
+import json
+import os
+import pathlib
+from typing import Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from metaplastic.core import config as config_lib
+from metaplastic.core.evaluation.data import (PreparedData, SeedSplit, _key, prepare_dataset, seed_split,
+                                              unlabeled_batch)
+from metaplastic.core.evaluation.readouts import predict, readout_args
+from metaplastic.core.evaluation.report import write_results
+from metaplastic.core.evaluation.study import DATA_ORDER, METHOD, MODEL_INIT, DatasetSpec
+from metaplastic.core.interfaces import (Architecture, BaseModel, DatasetUnavailable, EvalMethod,
+                                         EvaluationError, FeatureModel, Pytree, TrainingProblem,
+                                         UpdateRule)
+from metaplastic.core.ops.files import write_atomic
+
+
+# ================================================================ features of base models and rules
+
+class BaseModelFeatures(FeatureModel):
+    def __init__(self, model: BaseModel, params: Pytree):
+        self.model, self.params = model, params
+
+    def features(self, x):
+        return np.asarray(_base_features(self.model, self.params, jnp.asarray(x)))
+
+    def first_layer_weights(self):
+        return first_layer_of(self.model, self.params)
+
+
+class RuleFeatures(FeatureModel):
+    def __init__(self, rule: UpdateRule, state):
+        self.rule, self.state = rule, state
+
+    def features(self, x):
+        return np.asarray(_rule_features(self.rule, self.state, jnp.asarray(x)))
+
+    def first_layer_weights(self):
+        return first_layer_of(self.rule.base_model, self.state.params)
+
+
+def first_layer_of(model: BaseModel, params) -> np.ndarray | None:
+    return np.asarray(model.first_layer_weights(params))
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _base_features(model, params, x):
+    return model.features(params, x)
+
+
+@functools.partial(jax.jit, static_argnames=("rule",))
+def _rule_features(rule, state, x):
+    return rule.features(state, x)
+
+
+@functools.partial(jax.jit, static_argnames=("rule", "batch_size"))
+def run_rule_steps(rule: UpdateRule, theta, state, pool, data_key, step_key, start, stop, batch_size: int):
+    """Inner steps start..stop-1 of `rule` on batches drawn from `pool`."""
+
+    def body(t, state):
+        x = unlabeled_batch(pool, data_key, t, batch_size)
+        return rule.inner_step(theta, state, x, jax.random.fold_in(step_key, t))
+
+    return jax.lax.fori_loop(start, stop, body, state)
+
+
+def rule_snapshots(rule: UpdateRule, theta, problem: TrainingProblem,
+                   steps: tuple[int, ...]) -> Iterator[tuple[int, FeatureModel]]:
+    """Run an update rule from a fresh φ_0, yielding features after each requested step count."""
+    state = rule.init_inner_state(problem.init_key, problem.arch)
+    pool = problem.pool
+    done = 0
+    for target in steps:
+        state = run_rule_steps(rule, theta, state, pool, problem.data_key, problem.method_key,
+                               done, target, problem.batch_size)
+        done = target
+        yield target, RuleFeatures(rule, state)
+
+
+# ================================================================ cell cache
+
+def _canonical(value):
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    return value
+
+
+def cell_id(key: dict) -> str:
+    return hashlib.sha256(json.dumps(_canonical(key), sort_keys=True).encode()).hexdigest()[:20]
+
+
+class CellStore:
+    """One JSON file per finished cell (and an .npy of filters where kept)."""
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = pathlib.Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def get(self, key: dict) -> dict | None:
+        path = self.directory / f"{cell_id(key)}.json"
+        if not path.exists():
+            return None
+        return json.loads(path.read_text())
+
+    def put(self, key: dict, result: dict) -> None:
+        record = {"key": _canonical(key), **_canonical(result)}
+        write_atomic(self.directory / f"{cell_id(key)}.json", json.dumps(record, indent=1).encode())
+
+    def put_filters(self, key: dict, weights: np.ndarray) -> str:
+        name = f"{cell_id(key)}.filters.npy"
+        buffer = io.BytesIO()
+        np.save(buffer, weights.astype(np.float32))
+        write_atomic(self.directory / name, buffer.getvalue())
+        return name
+
+    def filters(self, name: str) -> np.ndarray:
+        return np.load(self.directory / name)
+
+
+# ================================================================ the study runner
+
+def build_method(label: str, entry: ml_collections.ConfigDict, study) -> EvalMethod:
+    from metaplastic.registries import get_registry
+
+    factory = get_registry().get("eval_method", entry.method)
+    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in entry.to_dict().items() if k != "method"}
+    try:
+        return factory(**kwargs).resolve(study)
+    except (TypeError, ValueError) as error:
+        raise EvaluationError(f"config.methods.{label} ('{entry.method}'): {error}") from None
+
+
+def expand_methods(config, log: Callable[[str], None] = print) -> dict[str, EvalMethod]:
+    methods = {label: build_method(label, entry, config) for label, entry in config.methods.items()}
+    primary = methods[config.primary_method]
+    sweep = config.checkpoint_sweep and getattr(primary, "workdir", None) is not None
+    if config.checkpoint_sweep and not sweep:
+        log(f"metaplastic evaluate: config.checkpoint_sweep: primary method '{config.primary_method}' "
+            "has no meta-training checkpoint (set config.rule_checkpoint); evaluating it alone")
+    if sweep:
+        swept = {f"{config.primary_method}@{step}": method
+                 for step, method in primary.at_checkpoint_steps()}
+        methods = {**swept, **{k: v for k, v in methods.items() if k != config.primary_method}}
+    else:  # the primary method first, then the baselines
+        methods = {config.primary_method: methods[config.primary_method],
+                   **{k: v for k, v in methods.items() if k != config.primary_method}}
+    return methods
+
+
+def _architecture(config, input_dim: int, arch) -> Architecture:
+    depth, width = arch
+    return Architecture(input_dim, (int(width),) * int(depth) + (int(config.top_width),))
+
+
+def run_study(config: ml_collections.ConfigDict, workdir: str | os.PathLike, progress: bool = True,
+              log: Callable[[str], None] = print) -> dict:
+    """Compute (or reuse) every cell, then write results.json, results.csv, report.md and pictures."""
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    store = CellStore(workdir / "cells")
+    base_model = config_lib.build(config, "base_model")
+    methods = expand_methods(config, log)
+    readouts = {name: readout_args(config, name) for name in config.readouts}
+    steps = tuple(sorted(set(int(s) for s in config.steps)))
+
+    datasets, status = {}, {}
+    for label, entry in config.datasets.items():
+        spec = DatasetSpec(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in entry.to_dict().items()})
+        try:
+            datasets[label] = (spec, prepare_dataset(label, spec))
+            status[label] = f"ok: '{datasets[label][1].dataset}'"
+        except DatasetUnavailable as why:
+            if spec.required:
+                raise EvaluationError(f"required dataset unavailable: {why}") from None
+            status[label] = f"skipped: {why}"
+            log(f"metaplastic evaluate: skipping dataset '{label}': {why}")
+    if not datasets:
+        raise EvaluationError(f"study '{config.name}': none of its datasets is available here "
+                              f"({'; '.join(f'{k}: {v}' for k, v in status.items())})")
+
+    common = {"seed": config.seed, "base_model": config.base_model,
+              "base_model_config": config.base_model_config.to_dict(), "top_width": config.top_width,
+              "batch_size": config.batch_size, "feature_batch": config.feature_batch}
+    units = [(d, a, s, m) for d in datasets for a in config.architectures
+             for s in range(config.seeds) for m in methods]
+    total = len(units) * len(steps) * len(config.shots)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc=f"evaluate {config.name}", dynamic_ncols=True)
+    records = []
+    try:
+        for dataset_label, arch_spec, seed, method_label in units:
+            spec, data = datasets[dataset_label]
+            method = methods[method_label]
+            arch = _architecture(config, data.x_train.shape[1], arch_spec)
+            keys = {}
+            for n_steps in steps:
+                for shots in config.shots:
+                    keys[n_steps, shots] = {
+                        **common, "method": method_label, "method_settings": method.identity(),
+                        "dataset": dataclasses.asdict(spec), "dataset_used": data.dataset,
+                        "arch": list(arch.widths), "input_dim": arch.input_dim, "seed_index": seed,
+                        "steps": n_steps, "shots": shots, "readouts": readouts}
+            done = {k: store.get(key) for k, key in keys.items()}
+            pending = [k for k, result in done.items() if result is None]
+            if bar is not None:
+                bar.update(len(keys) - len(pending))
+                bar.set_postfix_str(f"{method_label} | {dataset_label} | {arch_spec} | seed {seed}")
+            if pending:
+                split = seed_split(config, spec, data, seed)
+                for cell, result in _compute_unit(config, method, base_model, arch, data, split, seed,
+                                                  pending, readouts, keys, store):
+                    done[cell] = result
+                    if bar is not None:
+                        bar.update(1)
+            for (n_steps, shots), result in done.items():
+                records.append({"method": method_label, "dataset": dataset_label,
+                                "arch": f"{arch_spec[0]}x{arch_spec[1]}", "depth": arch_spec[0],
+                                "width": arch_spec[1], "seed": seed, "steps": n_steps, "shots": shots,
+                                "accuracy": result["accuracy"], "finite": result["finite"],
+                                "filters": result.get("filters")})
+    finally:
+        if bar is not None:
+            bar.close()
+    return write_results(config, workdir, records, methods, datasets, status, store)
+
+
+def _compute_unit(config, method: EvalMethod, base_model, arch, data: PreparedData, split: SeedSplit,
+                  seed: int, pending, readouts, keys, store: CellStore):
+    """Train `method` for one (dataset, arch, seed) and evaluate its pending cells as they come."""
+    problem = TrainingProblem(arch=arch, base_model=base_model, unlabeled=split.unlabeled,
+                              batch_size=config.batch_size, data_key=_key(config, seed, DATA_ORDER),
+                              init_key=_key(config, seed, MODEL_INIT),
+                              method_key=_key(config, seed, METHOD), num_classes=data.num_classes)
+    shots_groups = ([(s,) for s in config.shots] if method.uses_labels else [tuple(config.shots)])
+    for group in shots_groups:
+        wanted = [k for k in pending if k[1] in group]
+        if not wanted:
+            continue
+        run_problem = problem
+        if method.uses_labels:
+            index = split.few_shot[group[0]]
+            run_problem = dataclasses.replace(problem, labeled_x=split.unlabeled[index],
+                                              labeled_y=data.y_train[index])
+        max_steps = max(k[0] for k in wanted)
+        wanted_steps = tuple(sorted({k[0] for k in wanted}))
+        for n_steps, model in method.train(run_problem, wanted_steps):
+            filters_name = None
+            weights = model.first_layer_weights()
+            if seed == 0 and weights is not None and data.image_shape is not None:
+                unpermuted = np.empty_like(weights)
+                unpermuted[split.permutation] = weights  # row j belongs to pixel permutation[j]
+                filters_name = store.put_filters(keys[n_steps, group[0]],
+                                                 unpermuted[:, : config.num_filters])
+            for shots in group:
+                if (n_steps, shots) not in wanted:
+                    continue
+                index = split.few_shot[shots]
+                predictions, finite = predict(model, split.unlabeled[index], data.y_train[index],
+                                              split.test_x, data.num_classes, readouts,
+                                              config.feature_batch)
+                accuracy = {name: split.test_labels.accuracy(p) for name, p in predictions.items()}
+                result = {"accuracy": accuracy, "finite": finite, "filters": filters_name}
+                store.put(keys[n_steps, shots], result)
+                yield (n_steps, shots), result
+            if n_steps >= max_steps:
+                break

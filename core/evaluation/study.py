@@ -1,0 +1,147 @@
+"""A study's config: its fields and their defaults, datasets, defaults filled in, validation, overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import ml_collections
+
+from metaplastic.core import config as config_lib
+from metaplastic.core.evaluation.readouts import READOUTS
+
+# key purposes (per seed)
+PERMUTATION, TEST_SUBSET, FEW_SHOT, DATA_ORDER, MODEL_INIT, METHOD = range(6)
+
+
+STUDY_DEFAULTS = dict(
+    name="study",
+    description="",
+    seed=0,
+    seeds=10,                 # repetitions: permutation, data order, initialisation, label draw
+    rule="simple_local",      # the learned rule when no checkpoint is given (untrained θ)
+    rule_checkpoint="",       # a `metaplastic train` workdir; its latest θ is "the learned rule"
+    primary_method="learned",  # compared with every other method in the report
+    base_model="mlp_bn",
+    architectures=((2, 64),),  # (hidden layers below the representation layer, their width)
+    top_width=32,             # representation size
+    batch_size=64,            # unlabelled examples per unsupervised step
+    steps=(1000,),            # unsupervised steps (snapshots of one run per seed)
+    shots=(10,),              # labelled examples per class
+    readouts=("ridge", "logistic"),
+    ridge_lambda=0.1,         # as the meta-objective
+    logistic_c=1.0,
+    feature_batch=4096,       # examples per feature pass (batch statistics)
+    checkpoint_sweep=False,   # also evaluate the primary rule at every saved meta-training step
+    num_filters=32,           # first-layer units kept for the filter pictures (seed 0)
+    filters_dataset="",       # dataset whose filters are drawn ("" = the first image dataset)
+    main_shots=10,            # shots shown in the pictures over datasets / steps / architectures
+)
+STUDY_SECTIONS = ("methods", "datasets", "base_model_config")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """One evaluation dataset: which data, which classes, what size."""
+
+    dataset: str
+    alternatives: tuple[str, ...] = ()  # tried in order when `dataset` is unavailable
+    classes: tuple[int, ...] = ()       # () = all; labels become 0..C-1 in this order
+    image_size: int = 0                 # 0 = native
+    train_split: str = "train"          # unlabelled data and the labelled examples
+    test_split: str = "test"            # scoring only
+    max_test: int = 2000                # test examples per seed (a random subset); 0 = all
+    max_unlabeled: int = 0              # 0 = the whole train split
+    permute_inputs: bool = True
+    required: bool = False              # a required dataset that is missing is an error
+
+
+def _dataset_defaults() -> dict[str, Any]:
+    return {f.name: f.default for f in dataclasses.fields(DatasetSpec) if f.name != "dataset"}
+
+
+def _refuse_override(field: str) -> str | None:
+    if field.startswith("methods.") and field.rsplit(".", 1)[-1] == "method":
+        return "a method's kind cannot be overridden; add a new entry in the config file"
+    return None
+
+
+def resolve_study(config: ml_collections.ConfigDict,
+                  overrides: list[tuple[str, str]] = ()) -> ml_collections.ConfigDict:
+    """Fill defaults (study fields, method and dataset fields), validate, lock, apply overrides."""
+    from metaplastic.registries import ComponentError, get_registry
+
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.unlock()
+    for key in config.keys():
+        if key not in STUDY_DEFAULTS and key not in STUDY_SECTIONS:
+            config_lib.unknown_field(ml_collections.ConfigDict(
+                {**STUDY_DEFAULTS, **{s: {} for s in STUDY_SECTIONS}}), key)
+    for key, value in STUDY_DEFAULTS.items():
+        if key not in config:
+            config[key] = value
+    for section in STUDY_SECTIONS:
+        if section not in config:
+            config[section] = ml_collections.ConfigDict()
+    try:
+        defaults = config_lib.component_defaults("base_model", config.base_model)
+    except ComponentError as error:
+        raise config_lib.ConfigError(f"config.base_model: {error}") from None
+    config.base_model_config = config_lib.merge_section("base_model_config", defaults,
+                                                        config.base_model_config)
+    if not config.methods:
+        raise config_lib.ConfigError("config.methods: empty")
+    registry = get_registry()
+    for label, entry in config.methods.items():
+        if "method" not in entry:
+            raise config_lib.ConfigError(f"config.methods.{label}.method: missing (registered: "
+                                         f"{', '.join(registry.names('eval_method'))})")
+        try:
+            defaults = config_lib.component_defaults("eval_method", entry.method)
+        except ComponentError as error:
+            raise config_lib.ConfigError(f"config.methods.{label}.method: {error}") from None
+        fields = {k: v for k, v in entry.items() if k != "method"}
+        merged = config_lib.merge_section(f"methods.{label}", defaults, ml_collections.ConfigDict(fields))
+        merged.method = entry.method
+        config.methods[label] = merged
+    if not config.datasets:
+        raise config_lib.ConfigError("config.datasets: empty")
+    for label, entry in config.datasets.items():
+        if "dataset" not in entry:
+            raise config_lib.ConfigError(f"config.datasets.{label}.dataset: missing")
+        merged = config_lib.merge_section(f"datasets.{label}", _dataset_defaults(), ml_collections.ConfigDict(
+            {k: v for k, v in entry.items() if k != "dataset"}))
+        merged.dataset = entry.dataset
+        config.datasets[label] = merged
+    config.lock()
+    config_lib.apply_overrides(config, overrides, refuse=_refuse_override)
+    _validate(config)
+    return config
+
+
+def _validate(config) -> None:
+    def bad(field, why):
+        raise config_lib.ConfigError(f"config.{field}: {why}")
+
+    if config.seeds < 1:
+        bad("seeds", f"must be >= 1, got {config.seeds}")
+    if not config.steps or min(config.steps) < 0:
+        bad("steps", f"need non-negative step counts, got {config.steps}")
+    if not config.shots or min(config.shots) < 1:
+        bad("shots", f"need positive shots, got {config.shots}")
+    unknown = [r for r in config.readouts if r not in READOUTS]
+    if not config.readouts or unknown:
+        bad("readouts", f"unknown {unknown or 'none given'} (known: {', '.join(READOUTS)})")
+    for arch in config.architectures:
+        if len(arch) != 2 or arch[0] < 0 or arch[1] < 1:
+            bad("architectures", f"each entry is (hidden layers >= 0, width >= 1), got {arch}")
+    if config.top_width < 1 or config.batch_size < 2:
+        bad("top_width/batch_size", f"got {config.top_width}/{config.batch_size}")
+    if config.primary_method not in config.methods:
+        bad("primary_method", f"'{config.primary_method}' is not in config.methods "
+                              f"({', '.join(config.methods)})")
+
+
+def load_study(spec: str, overrides: list[str] = (), shipped=None) -> ml_collections.ConfigDict:
+    """`experiments/eval/x.py[:variant]` plus ['--config.a=1', ...] -> a resolved study config."""
+    return resolve_study(config_lib.load_config_file(spec, shipped), config_lib.parse_overrides(list(overrides)))
