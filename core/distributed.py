@@ -143,11 +143,8 @@ class TaskSharding:
         return jax.tree.map(place, tree)
 
     def place_state(self, state: EstimatorState) -> EstimatorState:
-        """Shard the per-task leaves (leading axis T) of `inner` and `extra`; replicate the rest."""
-        return state.replace(inner=self._per_task_or_replicated(state.inner),
-                             step_in_horizon=self.replicate(state.step_in_horizon),
-                             horizon=self.replicate(state.horizon),
-                             extra=self._per_task_or_replicated(state.extra))
+        """Shard the per-task leaves (leading axis T); replicate the rest (e.g. lockstep's scalar counters)."""
+        return self._per_task_or_replicated(state)
 
     def from_local_tasks(self, tree):
         """Global arrays [T, ...] from this process's rows [len(local_tasks()), ...] (NumPy)."""

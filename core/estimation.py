@@ -18,9 +18,24 @@ from metaplastic.core.unroll import TruncatedUnroll
 
 def fresh_state(unroll: TruncatedUnroll, key: jax.Array, arch: Architecture, num_tasks: int,
                 horizon: int, extra: Pytree = None) -> EstimatorState:
-    """φ_0 for T tasks at the start of their horizon, plus estimator-private `extra`."""
-    return EstimatorState(inner=unroll.init(key, arch, num_tasks), step_in_horizon=jnp.zeros((), jnp.int32),
-                          horizon=jnp.asarray(horizon, jnp.int32), extra=extra)
+    """φ_0 for T tasks at the start of their horizon, plus estimator-private `extra`.
+
+    `horizon`: one for all tasks (a scalar), or each task's own ([T], independent phases).
+    """
+    horizon = jnp.asarray(horizon, jnp.int32)
+    return EstimatorState(inner=unroll.init(key, arch, num_tasks), step_in_horizon=jnp.zeros_like(horizon),
+                          horizon=horizon, extra=extra)
+
+
+@jax.jit
+def reset_tasks(state: EstimatorState, fresh: EstimatorState, mask: jax.Array) -> EstimatorState:
+    """`state` with the rows of tasks where `mask` [T] holds taken from `fresh` (every leaf with a
+    leading T axis: inner states, per-task counters, estimator-private per-task state)."""
+    def pick(old, new):
+        if jnp.ndim(old) == 0 or old.shape[0] != mask.shape[0]:
+            return old
+        return jnp.where(mask.reshape(mask.shape + (1,) * (old.ndim - 1)), new, old)
+    return jax.tree.map(pick, state, fresh)
 
 
 def advance(state: EstimatorState, inner: InnerState, num_steps: int, extra: Pytree = None) -> EstimatorState:
@@ -107,3 +122,15 @@ def split_keys(key: jax.Array, num_tasks: int) -> tuple[jax.Array, jax.Array]:
     perturbation_key, unroll_key = jax.random.split(key)
     # the per-task keys TruncatedUnroll.batch_loss would derive from `unroll_key`
     return perturbation_key, jax.random.split(unroll_key, num_tasks)
+
+
+def per_pair(tree: Pytree, num_pairs: int) -> Pytree:
+    """[T, ...] -> [T, pairs, ...]: every pair gets a copy of its task's leaf."""
+    return jax.tree.map(lambda x: jnp.repeat(jnp.expand_dims(x, 1), num_pairs, axis=1), tree)
+
+
+def select_pairs(keep: jax.Array, new: Pytree, fallback: Pytree) -> Pytree:
+    """Per [T, pairs] entry of `keep`: `new` where True, else `fallback` (leaves [T, pairs, ...])."""
+    def pick(a, b):
+        return jnp.where(keep.reshape(keep.shape + (1,) * (a.ndim - keep.ndim)), a, b)
+    return jax.tree.map(pick, new, fallback)

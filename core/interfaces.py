@@ -12,17 +12,28 @@ Device side (pure, jit-able functions of pytrees):
 Host side:
   TaskFamily       sample_task(key, arch) -> Task;  truncation_data(task, key, K) -> TruncationData
   GradientEstimator  init_state(...) / estimate(θ, state, data, key) -> (grad, state, metrics)
+Evaluation side (core.evaluation):
+  EvalMethod       train(TrainingProblem, steps) -> yields (step, FeatureModel)
+  FeatureModel     features(x) -> [n, F];  first_layer_weights() -> [D, units] or None
+  TrainingProblem  what a method may see: unlabelled inputs, keys, shapes (labels only if it asks)
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, Callable, NamedTuple
+import functools
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, NamedTuple
 
 import flax.struct
 import jax
 import numpy as np
+
+if TYPE_CHECKING:
+    import ml_collections
+
+    from metaplastic.core.evaluation.data import UnlabeledPool
+    from metaplastic.core.unroll import TruncatedUnroll
 
 Pytree = Any
 Array = jax.Array
@@ -72,7 +83,12 @@ class TruncationData(NamedTuple):
 # ---------------------------------------------------------------- device side
 
 class BaseModel(abc.ABC):
-    """A network whose parameters an update rule changes."""
+    """A network whose parameters an update rule changes.
+
+    What rules need: per-layer activations (`apply`), and each dense layer's weights as
+    `{"w": [units_in, units_out], "b": [units_out]}` (`layers`), written back with `from_layers`.
+    Rules read and write parameters only through these, never through a model's own layout.
+    """
 
     @abc.abstractmethod
     def init(self, key: Array, arch: Architecture) -> Pytree:
@@ -82,8 +98,20 @@ class BaseModel(abc.ABC):
     def apply(self, params: Pytree, x: Array) -> list[LayerActivation]:
         """Per-layer activations for inputs x [B, D]; the last post-activation is the feature u."""
 
+    @abc.abstractmethod
+    def layers(self, params: Pytree) -> list[dict]:
+        """Each layer's {"w": [units_in, units_out], "b": [units_out]}, input layer first."""
+
+    @abc.abstractmethod
+    def from_layers(self, params: Pytree, layers: list[dict]) -> Pytree:
+        """`params` with every layer's "w" and "b" replaced by `layers` (as `layers` returns them)."""
+
     def features(self, params: Pytree, x: Array) -> Array:
         return self.apply(params, x)[-1].post
+
+    def first_layer_weights(self, params: Pytree) -> Array:
+        """[D, units] input weights of the first layer (the filter pictures)."""
+        return self.layers(params)[0]["w"]
 
 
 class UpdateRule(abc.ABC):
@@ -120,6 +148,10 @@ class MetaObjective(abc.ABC):
 
 class DatasetUnavailable(LookupError):
     """A data source does not have this dataset here; the message says how to get it."""
+
+
+class EvaluationError(ValueError):
+    """A study, dataset, method or checkpoint cannot be evaluated as configured."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -172,23 +204,87 @@ class EstimatorState:
     """What a gradient estimator carries between truncations for a meta-batch of T tasks."""
 
     inner: InnerState      # leading axis T
-    step_in_horizon: Array  # int32 scalar: inner steps done since the last reset
-    horizon: Array          # int32 scalar: inner steps before the next reset
-    extra: Pytree = None    # estimator-private (e.g. PES accumulated perturbations)
+    step_in_horizon: Array  # int32, scalar (lockstep phases) or [T] (independent): inner steps since the reset
+    horizon: Array          # int32, like step_in_horizon: inner steps before the next reset
+    extra: Pytree = None    # estimator-private (e.g. PES accumulated perturbations); per-task leaves lead with T
 
 
 class GradientEstimator(abc.ABC):
-    """Turns truncated unrolls into a meta-gradient; knows nothing of the task."""
+    """Turns truncated unrolls into a meta-gradient; knows nothing of the task.
+
+    Built around its `unroll` (a `core.unroll.TruncatedUnroll`: the rule, the objective and how
+    K inner steps are unrolled), as an update rule is built around its base model.
+    """
+
+    unroll: "TruncatedUnroll"
 
     @abc.abstractmethod
-    def init_state(self, unroll: "Any", theta: Pytree, key: Array, arch: Architecture,
-                   num_tasks: int, horizon: int) -> EstimatorState:
+    def init_state(self, theta: Pytree, key: Array, arch: Architecture, num_tasks: int,
+                   horizon: int) -> EstimatorState:
         """Fresh inner states for T tasks of shape `arch`."""
 
     @abc.abstractmethod
-    def estimate(self, unroll: "Any", theta: Pytree, state: EstimatorState,
-                 data: TruncationData, key: Array) -> tuple[Pytree, EstimatorState, dict]:
+    def estimate(self, theta: Pytree, state: EstimatorState, data: TruncationData,
+                 key: Array) -> tuple[Pytree, EstimatorState, dict]:
         """(meta-gradient, next state, metrics incl. 'meta_loss') over one truncation."""
+
+
+# ---------------------------------------------------------------- evaluation side
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TrainingProblem:
+    """What a method may see. Labels only when the method declares `uses_labels`."""
+
+    arch: Architecture
+    base_model: BaseModel
+    unlabeled: np.ndarray            # [N, D] (permuted) training inputs
+    batch_size: int
+    data_key: jax.Array              # unlabelled batch t = unlabeled_batch(self.pool, data_key, t, B)
+    init_key: jax.Array              # base-model initialisation, shared by methods
+    method_key: jax.Array            # anything else the method draws
+    num_classes: int
+    labeled_x: np.ndarray | None = None
+    labeled_y: np.ndarray | None = None
+
+    @functools.cached_property
+    def pool(self) -> "UnlabeledPool":
+        from metaplastic.core.evaluation.data import UnlabeledPool  # lazy: no evaluation import here
+
+        return UnlabeledPool.of(self.unlabeled)
+
+
+class FeatureModel(abc.ABC):
+    """A trained representation."""
+
+    @abc.abstractmethod
+    def features(self, x: np.ndarray) -> np.ndarray:
+        """Features [n, F] of one batch x [n, D] (batch statistics may be used)."""
+
+    def first_layer_weights(self) -> np.ndarray | None:
+        """[D, units] input weights of the first layer, if there is such a thing."""
+        return None
+
+
+class EvalMethod(abc.ABC):
+    """Produces a representation from a TrainingProblem. Registered via `metaplastic_eval_methods`."""
+
+    uses_labels: ClassVar[bool] = False
+
+    def resolve(self, study: "ml_collections.ConfigDict") -> "EvalMethod":
+        """This method with study-level settings filled in (e.g. the rule checkpoint)."""
+        return self
+
+    def identity(self) -> dict[str, Any]:
+        """JSON-able settings that determine results (part of every cell's cache key)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)} \
+            if dataclasses.is_dataclass(self) else {}
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+    @abc.abstractmethod
+    def train(self, problem: TrainingProblem, steps: tuple[int, ...]) -> Iterator[tuple[int, FeatureModel]]:
+        """Yield (step, model) for each step count in ascending `steps`."""
 
 
 def numpy_rng(key: Array) -> np.random.Generator:

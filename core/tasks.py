@@ -1,9 +1,19 @@
 """Sampling meta-training work: an architecture bucket, a schedule, and T tasks.
 
-A *task group* is T tasks of one family sharing one architecture, truncation
-length K and horizon, so their unrolls stack along a leading axis and compile
-once per (architecture, K). Architectures come from a small fixed set of
-buckets, which bounds the number of compiled shapes.
+A *task group* is T tasks of one family sharing one architecture and truncation
+length K, so their unrolls stack along a leading axis and compile once per
+(architecture, K). Architectures come from a small fixed set of buckets, which
+bounds the number of compiled shapes.
+
+Phases (`Schedule.phases`):
+- `lockstep`: the T tasks share one horizon; they start at inner step 0 together and
+  are replaced together when it ends (a new group).
+- `independent`: each task has its own horizon and position in it. The first tasks of a
+  group start at a random offset into their horizons (learned_optimization's
+  `random_initial_iteration_offset`), and a task whose horizon ends is replaced by a new
+  task of the same architecture bucket and K (`replacement_task`), so the meta-gradient
+  of one θ-step mixes tasks early and late in training. A group (its architecture and K)
+  lasts `group_length` inner steps.
 """
 
 from __future__ import annotations
@@ -65,30 +75,52 @@ class ArchitectureSampler:
         return buckets[rng.integers(len(buckets))]
 
 
+PHASES = ("lockstep", "independent")
+
+
 @dataclasses.dataclass(frozen=True)
 class Schedule:
     truncation_lengths: tuple[int, ...] = (10,)  # K choices (each compiles once)
     horizon: tuple[int, int] = (50, 500)         # inner steps per task, log-uniform in [min, max]
+    phases: str = "lockstep"                     # lockstep | independent (see the module docstring)
+    group_length: int = 0                        # independent: inner steps per group; 0 = K·⌈max horizon / K⌉
 
     def __post_init__(self):
         low, high = self.horizon
         if not self.truncation_lengths or min(self.truncation_lengths) < 1 or not 1 <= low <= high:
             raise ValueError(f"schedule: bad truncation_lengths={self.truncation_lengths} "
                              f"or horizon={self.horizon}")
+        if self.phases not in PHASES:
+            raise ValueError(f"schedule.phases: '{self.phases}' is not one of {', '.join(PHASES)}")
+        if self.group_length < 0:
+            raise ValueError(f"schedule.group_length: must be >= 0, got {self.group_length}")
+
+    @property
+    def independent(self) -> bool:
+        return self.phases == "independent"
 
     def sample(self, rng: np.random.Generator) -> tuple[int, int]:
         length = int(self.truncation_lengths[rng.integers(len(self.truncation_lengths))])
+        return length, self.sample_horizon(rng, length)
+
+    def sample_horizon(self, rng: np.random.Generator, length: int) -> int:
+        """Inner steps, log-uniform in the horizon range, rounded up to a multiple of K."""
         low, high = self.horizon
         steps = math.exp(rng.uniform(math.log(low), math.log(high)))
-        return length, max(length, length * math.ceil(steps / length))
+        return max(length, length * math.ceil(steps / length))
+
+    def group_steps(self, length: int) -> int:
+        return self.group_length or length * math.ceil(self.horizon[1] / length)
 
 
 @dataclasses.dataclass(frozen=True)
 class TaskGroup:
     arch: Architecture
     truncation_length: int
-    horizon: int
+    horizon: int                  # lockstep: every task's horizon; independent: the group's length
     tasks: tuple[Task, ...]
+    horizons: tuple[int, ...] = ()  # independent: each task's horizon
+    offsets: tuple[int, ...] = ()   # independent: each first task's starting inner step
 
 
 def sample_group(family: TaskFamily, architectures: ArchitectureSampler, schedule: Schedule,
@@ -98,7 +130,24 @@ def sample_group(family: TaskFamily, architectures: ArchitectureSampler, schedul
     arch = architectures.sample(rng, family.input_dim)
     length, horizon = schedule.sample(rng)
     keys = jax.random.split(jax.random.fold_in(key, 1), num_tasks)
-    return TaskGroup(arch, length, horizon, tuple(family.sample_task(k, arch) for k in keys))
+    tasks = tuple(family.sample_task(k, arch) for k in keys)
+    if not schedule.independent:
+        return TaskGroup(arch, length, horizon, tasks)
+    horizons, offsets = [], []
+    for i in range(num_tasks):
+        task_rng = numpy_rng(jax.random.fold_in(jax.random.fold_in(key, 2), i))
+        task_horizon = schedule.sample_horizon(task_rng, length)
+        horizons.append(task_horizon)
+        offsets.append(length * int(task_rng.integers(task_horizon // length)))
+    return TaskGroup(arch, length, schedule.group_steps(length), tasks, tuple(horizons), tuple(offsets))
+
+
+def replacement_task(family: TaskFamily, schedule: Schedule, group: TaskGroup, key: jax.Array,
+                     slot: int) -> tuple[Task, int]:
+    """(task, horizon) that takes over `slot` of `group` (independent phases); the same key gives the same."""
+    task = family.sample_task(jax.random.fold_in(key, 2 * slot), group.arch)
+    horizon = schedule.sample_horizon(numpy_rng(jax.random.fold_in(key, 2 * slot + 1)), group.truncation_length)
+    return task, horizon
 
 
 def group_data(family: TaskFamily, group: TaskGroup, key: jax.Array, batch_size: int) -> TruncationData:

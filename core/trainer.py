@@ -8,6 +8,7 @@ uninterrupted one bit for bit.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import enum
 import functools
 import json
@@ -31,7 +32,8 @@ from metaplastic.core.checkpoint import Checkpointer
 from metaplastic.core.interfaces import TruncationData
 from metaplastic.core.metrics import MetricsWriter
 from metaplastic.core.interfaces import Pytree, UpdateRule
-from metaplastic.core.tasks import ArchitectureSampler, Schedule, TaskGroup, sample_group
+from metaplastic.core.estimation import reset_tasks
+from metaplastic.core.tasks import ArchitectureSampler, Schedule, TaskGroup, replacement_task, sample_group
 
 
 class KeyPurpose(enum.IntEnum):
@@ -42,6 +44,8 @@ class KeyPurpose(enum.IntEnum):
     DATA = 2    # a step's truncation data
     UNROLL = 3  # a step's unroll (rule and estimator randomness)
     INIT = 4    # the inner states of the group started at a step
+    TASK = 5    # independent phases: the tasks (and horizons) that replace ended ones after a step
+    RESET = 6   # independent phases: their fresh inner states
 
 
 def run_key(seed: int, purpose: KeyPurpose, step: int) -> jax.Array:
@@ -114,7 +118,11 @@ class MetaTrainer:
         self.opt_state = self.sharding.replicate(self.optimizer.init(self.theta))
         self.group = None
         self.group_start = 0
-        self.group_inner_steps = 0  # host copy of estimator_state.step_in_horizon
+        self.group_inner_steps = 0  # inner steps since the group started (host copy)
+        # independent phases, host copies: each task's position and horizon, and the θ-step at which
+        # the task in each slot was drawn (-1: one of the group's first tasks)
+        self.task_steps = self.task_horizons = None
+        self.task_starts: list[int] = []
         self.estimator_state = None
         self._restore()
 
@@ -143,9 +151,8 @@ class MetaTrainer:
         group = group if group is not None else self._sample_group(group_start)
         return group, self._build_data(group, step)
 
-    def _prefetch(self, step: int, group_start: int) -> None:
-        """Build `step`'s data on a background thread while the device computes."""
-        group = self.group if group_start == self.group_start else None
+    def _prefetch(self, step: int, group_start: int, group: TaskGroup | None) -> None:
+        """Build `step`'s data on a background thread while the device computes (`group`: None = new)."""
         self._pending = (step, group_start,
                          self._prefetcher.submit(self._prepare, step, group_start, group))
 
@@ -161,14 +168,42 @@ class MetaTrainer:
         prefetched = self._pending is not None and self._pending[:2] == (step, step)
         self.group = self._pending[2].result()[0] if prefetched else self._sample_group(step)
         self.group_start = step
-        state = self.components.estimator.init_state(
-            self.theta, self._key(KeyPurpose.INIT, step), self.group.arch,
-            self.config.tasks_per_step, self.group.horizon)
+        self.group_inner_steps = 0
+        if not self.schedule.independent:
+            state = self.components.estimator.init_state(
+                self.theta, self._key(KeyPurpose.INIT, step), self.group.arch,
+                self.config.tasks_per_step, self.group.horizon)
+        else:
+            self.task_horizons = np.asarray(self.group.horizons, np.int32)
+            self.task_steps = np.asarray(self.group.offsets, np.int32)
+            self.task_starts = [-1] * len(self.group.tasks)
+            state = self.components.estimator.init_state(
+                self.theta, self._key(KeyPurpose.INIT, step), self.group.arch,
+                self.config.tasks_per_step, self.task_horizons)
+            state = state.replace(step_in_horizon=jnp.asarray(self.task_steps))
         self.estimator_state = self.sharding.place_state(state)
-        self.group_inner_steps = int(self.estimator_state.step_in_horizon)
 
     def _group_done(self) -> bool:
         return self.group is None or self.group_inner_steps >= self.group.horizon
+
+    def _replacements(self, step: int) -> tuple[TaskGroup, np.ndarray, np.ndarray]:
+        """Independent phases: (the group with every task that ends at `step` replaced, which slots,
+        their new horizons). Host-only and deterministic, so every process agrees."""
+        ended = self.task_steps + self.group.truncation_length >= self.task_horizons
+        tasks, horizons = list(self.group.tasks), self.task_horizons.copy()
+        key = self._key(KeyPurpose.TASK, step)
+        for slot in np.flatnonzero(ended):
+            tasks[slot], horizons[slot] = replacement_task(self.components.family, self.schedule, self.group,
+                                                           key, int(slot))
+        return dataclasses.replace(self.group, tasks=tuple(tasks)), ended, horizons
+
+    def _reset_ended(self, state, ended: np.ndarray, horizons: np.ndarray, step: int):
+        """`state` with the ended tasks' rows fresh (φ_0, step 0, their new horizons, fresh estimator state)."""
+        fresh = self.components.estimator.init_state(
+            self.theta, self._key(KeyPurpose.RESET, step), self.group.arch, self.config.tasks_per_step,
+            horizons)
+        fresh = self.sharding.place_state(fresh)
+        return reset_tasks(state, fresh, self.sharding.replicate(jnp.asarray(ended)))
 
     # -- checkpoints ---------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -176,7 +211,8 @@ class MetaTrainer:
 
     def save(self) -> None:
         meta = {"step": self.step, "skipped": self.skipped, "group_start": self.group_start,
-                "has_group": self.group is not None}
+                "has_group": self.group is not None, "group_inner_steps": self.group_inner_steps,
+                "task_starts": list(self.task_starts)}
         self.checkpointer.save(self.step, self._state(), meta)
 
     def _restore(self) -> None:
@@ -192,7 +228,17 @@ class MetaTrainer:
         self.theta, self.opt_state = restored["theta"], restored["opt_state"]
         self.estimator_state = restored["estimator"]
         if self.estimator_state is not None:
-            self.group_inner_steps = int(self.estimator_state.step_in_horizon)
+            self.group_inner_steps = meta.get("group_inner_steps", int(np.max(self.estimator_state.step_in_horizon)))
+        if self.estimator_state is not None and self.schedule.independent:
+            self.task_steps = np.asarray(jax.device_get(self.estimator_state.step_in_horizon), np.int32)
+            self.task_horizons = np.asarray(jax.device_get(self.estimator_state.horizon), np.int32)
+            self.task_starts = list(meta["task_starts"])
+            tasks = list(self.group.tasks)
+            for slot, start in enumerate(self.task_starts):
+                if start >= 0:  # redraw the task that replaced the group's first one at θ-step `start`
+                    tasks[slot] = replacement_task(self.components.family, self.schedule, self.group,
+                                                   self._key(KeyPurpose.TASK, start), slot)[0]
+            self.group = dataclasses.replace(self.group, tasks=tuple(tasks))
         self.step, self.skipped = meta["step"], meta["skipped"]
         self.group_start = meta["group_start"]
 
@@ -207,22 +253,39 @@ class MetaTrainer:
         self.theta, self.opt_state, ok, grad_norm = self.update(
             self.theta, self.opt_state, grad, metrics["meta_loss"])
         # the device is busy: build the next step's data, guessing whether this group ends now
-        horizon = self.group.horizon
-        ends = self.group_inner_steps + self.group.truncation_length >= horizon
-        self._prefetch(self.step + 1, self.step + 1 if ends else self.group_start)
+        length = self.group.truncation_length
+        ends = self.group_inner_steps + length >= self.group.horizon
+        next_group, ended, horizons = self.group, None, None
+        if self.schedule.independent and not ends:
+            next_group, ended, horizons = self._replacements(self.step)
+        self._prefetch(self.step + 1, self.step + 1 if ends else self.group_start, None if ends else next_group)
         host = jax.device_get({"ok": ok, "grad_norm": grad_norm, "metrics": metrics,
-                               "inner_step": next_state.step_in_horizon})  # the step's one sync
+                               "inner_step": next_state.step_in_horizon,
+                               "horizon": next_state.horizon})  # the step's one sync
+        resets = 0
         if host["ok"]:
+            if ended is not None and ended.any():
+                next_state = self._reset_ended(next_state, ended, horizons, self.step)
+                self.task_starts = [self.step if e else s for e, s in zip(ended, self.task_starts)]
+                resets = int(ended.sum())
+            if self.schedule.independent:
+                self.task_steps = np.where(ended, 0, self.task_steps + length).astype(np.int32) \
+                    if ended is not None else self.task_steps + length
+                self.task_horizons = horizons if horizons is not None else self.task_horizons
             self.estimator_state = self.sharding.place_state(next_state)
-            self.group_inner_steps = int(host["inner_step"])
+            self.group, self.group_inner_steps = next_group, self.group_inner_steps + length
         else:  # the non-finite step never reaches θ; its tasks are abandoned
             self.skipped += 1
             self.group = None
         self.step += 1
         out = {k: float(v) for k, v in host["metrics"].items()}
+        # per-task positions (means over tasks under independent phases), before any reset
         out.update(grad_norm=float(host["grad_norm"]), skipped=self.skipped,
-                   inner_step=int(host["inner_step"]), horizon=horizon,
+                   inner_step=float(np.mean(host["inner_step"])), horizon=float(np.mean(host["horizon"])),
                    depth=len(self.group.arch.widths) if self.group else 0)
+        if self.schedule.independent:
+            progress = np.asarray(host["inner_step"]) / np.asarray(host["horizon"])
+            out.update(task_resets=resets, progress_spread=float(np.std(progress)))
         return out
 
     def run(self, progress: bool = True, max_seconds: float | None = None) -> dict[str, Any]:

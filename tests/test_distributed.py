@@ -36,9 +36,10 @@ def _env(devices: int, **extra: str) -> dict[str, str]:
     return env
 
 
-def _launch(tmp: pathlib.Path, name: str, devices: int, steps: int, workdir: pathlib.Path, **env):
+def _launch(tmp: pathlib.Path, name: str, devices: int, steps: int, workdir: pathlib.Path,
+            extra: tuple[str, ...] = (), **env):
     args = [sys.executable, str(WORKER), "--workdir", str(workdir), "--out", str(tmp / name),
-            f"--config.tasks_per_step={TASKS}", f"--config.num_steps={steps}",
+            f"--config.tasks_per_step={TASKS}", f"--config.num_steps={steps}", *extra,
             # processes that compile at different speeds can miss gloo's 30 s rendezvous on CPU
             "--config.compilation_cache=False"]
     log = open(tmp / f"{name}.log", "w")
@@ -115,6 +116,18 @@ def test_two_processes_save_resume_and_match_one_device(runs, tmp_path):
     assert checkpoints[-1] == str(STEPS)
     _assert_same_theta(results["resumed1"][0], results["resumed0"][0])
     _assert_same_theta(results["resumed0"][0], runs["one_device"][0])
+
+
+def test_independent_phases_four_devices_match_one_device(tmp_path):
+    """Per-task resets (new tasks, fresh rows of the sharded state) give the one-device numbers."""
+    extra = ("--config.schedule.phases=independent", "--config.schedule.horizon=(2, 8)",
+             "--config.schedule.group_length=40")
+    processes = {name: _launch(tmp_path, name, devices, 6, tmp_path / name, extra)
+                 for name, devices in (("one", 1), ("four", 4))}
+    results = _finish(tmp_path, processes)
+    assert results["four"][1]["inner_shard_rows"] == [TASKS // 4]
+    assert results["one"][1]["theta_change"] > 1e-4
+    _assert_same_theta(results["four"][0], results["one"][0])
 
 
 def test_tasks_not_divisible_by_devices_is_one_clear_line():

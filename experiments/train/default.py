@@ -9,9 +9,10 @@ fields are filled from the component's own defaults when the config is resolved
 
 import ml_collections
 
+from metaplastic.core.config import apply_variant
+
 
 def get_config(arg=None):
-    del arg  # no variants
     config = ml_collections.ConfigDict()
     config.seed = 0                # every random draw of the run derives from it
     config.num_steps = 1000        # θ-steps (meta-gradient updates)
@@ -41,12 +42,15 @@ def get_config(arg=None):
 
     # base-model shapes: depth (hidden layers below the representation) × width buckets
     config.architecture = ml_collections.ConfigDict(dict(depths=(1, 2), widths=(64,), top_width=32))
-    # K (inner steps per truncation) and the horizon (inner steps per task, log-uniform)
-    config.schedule = ml_collections.ConfigDict(dict(truncation_lengths=(10,), horizon=(20, 200)))
+    # K (inner steps per truncation), the horizon (inner steps per task, log-uniform), and whether the
+    # tasks of a meta-batch start and end together (lockstep) or each at its own phase (independent;
+    # group_length: inner steps an architecture bucket is kept, 0 = the longest horizon)
+    config.schedule = ml_collections.ConfigDict(dict(truncation_lengths=(10,), horizon=(20, 200),
+                                                     phases="lockstep", group_length=0))
     # Adam on θ after global-norm clipping
     config.optimizer = ml_collections.ConfigDict(dict(learning_rate=3e-3, clip_norm=1.0))
 
     config.log_every = 1           # θ-steps between metric rows
     config.checkpoint_every = 50   # θ-steps between checkpoints
     config.checkpoint_keep = 3     # checkpoints kept
-    return config
+    return apply_variant(config, arg, {}, "experiments/train/default.py")  # no variants

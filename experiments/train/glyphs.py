@@ -28,7 +28,8 @@ def get_config(arg=None):
         datasets=("glyphs",), split="train", classes=(), classes_per_task=10, image_size=16,
         examples_per_class=10, max_classes=10))
     config.architecture = ml_collections.ConfigDict(dict(depths=(1, 2, 3), widths=(64, 128), top_width=32))
-    config.schedule = ml_collections.ConfigDict(dict(truncation_lengths=(10,), horizon=(50, 1000)))
+    config.schedule.truncation_lengths = (10,)
+    config.schedule.horizon = (50, 1000)
     config.optimizer = ml_collections.ConfigDict(dict(learning_rate=1e-3, clip_norm=1.0))
     config.checkpoint_every = 100
     return apply_variant(config, arg, {"metz2019": metz2019}, "experiments/train/glyphs.py")

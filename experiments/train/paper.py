@@ -11,6 +11,8 @@ Images are grayscale so every member has the same input size (256).
 
 import ml_collections
 
+from metaplastic.core.config import apply_variant
+
 from metaplastic.experiments.train import default
 
 IMAGE = dict(image_size=16, grayscale=True, classes_per_task=10, examples_per_class=10, max_classes=10,
@@ -20,7 +22,6 @@ MEMBERS = (("imagenet16", 2.0), ("cifar10", 1.0), ("glyphs", 1.0))
 
 
 def get_config(arg=None):
-    del arg  # no variants
     config = default.get_config()
     config.num_steps = 200_000
     config.batch_size = 128
@@ -32,7 +33,8 @@ def get_config(arg=None):
     config.update_rule_config = ml_collections.ConfigDict()
     config.architecture = ml_collections.ConfigDict(dict(depths=(2, 3, 4, 5), widths=(64, 128, 256, 512),
                                                          top_width=32))
-    config.schedule = ml_collections.ConfigDict(dict(truncation_lengths=(10, 20), horizon=(100, 5000)))
+    config.schedule.truncation_lengths = (10, 20)
+    config.schedule.horizon = (100, 5000)
     config.optimizer = ml_collections.ConfigDict(dict(learning_rate=3e-4, clip_norm=1.0))
     config.checkpoint_every = 500
     config.task_family = "mixture"
@@ -40,4 +42,4 @@ def get_config(arg=None):
         members=tuple(dict(family="image_classes", weight=weight, config=dict(IMAGE, datasets=(name,)))
                       for name, weight in MEMBERS),
         skip_unavailable=True))
-    return config
+    return apply_variant(config, arg, {}, "experiments/train/paper.py")  # no variants

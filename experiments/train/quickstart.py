@@ -16,7 +16,8 @@ def tiny(config):
     config.tasks_per_step = 2
     config.batch_size = 16
     config.architecture = ml_collections.ConfigDict(dict(depths=(1,), widths=(16,), top_width=8))
-    config.schedule = ml_collections.ConfigDict(dict(truncation_lengths=(2,), horizon=(4, 4)))
+    config.schedule.truncation_lengths = (2,)
+    config.schedule.horizon = (4, 4)
     config.checkpoint_every = 2
 
 
