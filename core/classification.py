@@ -8,7 +8,8 @@ TruncationData with NumPy only:
 * meta batches A and B [K, n·C, D], class-balanced (n per class each), with
   A and B disjoint within a step whenever a class has at least 2n examples;
 * targets [K, n·C, max_classes + E]: one-hot labels in task-class order,
-  zero-padded to max_classes, then E family-specific regression targets.
+  zero-padded to max_classes, then E family-specific regression targets, scaled by
+  the family's `regression_weight` (if it has one) against the labels.
 
 Everything is vectorised over steps, classes and examples; the only Python
 loop is over families' datasets. No queues, no threads.
@@ -80,6 +81,10 @@ class ClassTasks:
     @property
     def target_dim(self) -> int:
         return self.max_classes + self.num_regression_targets
+
+    @property
+    def label_dim(self) -> int:
+        return self.max_classes
 
     @property
     def classes_in_task(self) -> int:
@@ -180,9 +185,11 @@ class ClassTasks:
         onehot = np.zeros((n * c, self.max_classes), np.float32)
         onehot[np.arange(n * c), np.tile(np.arange(c), n)] = 1.0
 
+        regression = extra * np.float32(getattr(self, "regression_weight", 1.0))
+
         def batch(lo, hi):
             targets = np.concatenate([np.broadcast_to(onehot, (k, n * c, self.max_classes)),
-                                      extra[:, lo:hi]], axis=-1)
+                                      regression[:, lo:hi]], axis=-1)
             return LabeledBatch(features[:, lo:hi], targets.astype(np.float32))
 
         return TruncationData(features[:, :batch_size],

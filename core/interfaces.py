@@ -190,6 +190,11 @@ class TaskFamily(abc.ABC):
     input_dim: int
     target_dim: int
 
+    @property
+    def label_dim(self) -> int:
+        """Leading target columns that are class labels (the rest are regression targets)."""
+        return self.target_dim
+
     @abc.abstractmethod
     def sample_task(self, key: Array, arch: Architecture) -> Task:
         """A task for base models of shape `arch` (arch.input_dim == self.input_dim)."""

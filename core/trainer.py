@@ -29,11 +29,11 @@ from jax.experimental.compilation_cache import compilation_cache
 from metaplastic.core import config as config_lib
 from metaplastic.core import distributed
 from metaplastic.core.checkpoint import Checkpointer
-from metaplastic.core.interfaces import TruncationData
-from metaplastic.core.metrics import MetricsWriter
-from metaplastic.core.interfaces import Pytree, UpdateRule
 from metaplastic.core.estimation import reset_tasks
+from metaplastic.core.interfaces import Pytree, TruncationData, UpdateRule
+from metaplastic.core.metrics import MetricsWriter
 from metaplastic.core.tasks import ArchitectureSampler, Schedule, TaskGroup, replacement_task, sample_group
+from metaplastic.core.unroll import labels_only_loss
 
 
 class KeyPurpose(enum.IntEnum):
@@ -252,6 +252,10 @@ class MetaTrainer:
             self.theta, self.estimator_state, data, self._key(KeyPurpose.UNROLL, self.step))
         self.theta, self.opt_state, ok, grad_norm = self.update(
             self.theta, self.opt_state, grad, metrics["meta_loss"])
+        family = self.components.family
+        if family.label_dim < family.target_dim:  # regression targets too: how much is the labels?
+            metrics = dict(metrics, meta_loss_labels=labels_only_loss(self.unroll, next_state.inner, data,
+                                                                     family.label_dim))
         # the device is busy: build the next step's data, guessing whether this group ends now
         length = self.group.truncation_length
         ends = self.group_inner_steps + length >= self.group.horizon

@@ -62,6 +62,17 @@ class TruncatedUnroll:
         return jnp.mean(losses), (states, losses)
 
 
+@functools.partial(jax.jit, static_argnames=("unroll", "label_dim"))
+def labels_only_loss(unroll: TruncatedUnroll, states: InnerState, data: TruncationData, label_dim: int) -> jax.Array:
+    """Mean meta-loss over T tasks of the truncation's last meta batches, scored on the class-label
+    target columns only (diagnostic: how much of the meta-loss is the labels, not the regression targets)."""
+    def one(state, batch_a, batch_b):
+        def labels(batch):
+            return type(batch)(batch.x[-1], batch.y[-1, :, :label_dim])
+        return unroll.objective.loss(functools.partial(unroll.rule.features, state), labels(batch_a), labels(batch_b))
+    return jnp.mean(jax.vmap(one)(states, data.meta_a, data.meta_b))
+
+
 def _segmented_scan(step, carry, inputs, length: int):
     """`lax.scan(step, carry, inputs)` as a scan over checkpointed segments of `length` steps."""
     total = jax.tree.leaves(inputs)[0].shape[0]

@@ -527,3 +527,138 @@ def test_meta_gradient_matches_finite_differences():
             analytic = float(sum(jnp.vdot(g, d) for g, d in zip(jax.tree.leaves(grad), jax.tree.leaves(v))))
             assert abs(analytic) > 1e-5
             assert abs(analytic - fd) <= 1e-4 * abs(analytic), (analytic, fd)
+
+
+# ------------------------------------------------------------------ top-down mixing: mean or dense (reference)
+
+DENSE = Metz2019Rule(base_model=MLPBatchNorm(), top_mixing="dense")
+
+
+def test_theta_shapes_depend_on_top_mixing():
+    shapes = lambda theta: jax.tree.map(lambda a: a.shape, theta["top_delta"])
+    mean, s = shapes(THETA), RULE.top_delta_size
+    dense = shapes(DENSE.init_theta(jax.random.PRNGKey(0)))
+    narrow = shapes(dataclasses.replace(DENSE, top_width=8).init_theta(jax.random.PRNGKey(0)))
+    for i in range(2):
+        assert mean[f"lateral_{i}"] == {"self": {"kernel": (3, s, s)}, "pooled": {"kernel": (3, s, s)},
+                                        "offset": (s,)}
+        assert dense[f"lateral_{i}"] == {"layer": {"kernel": (3, 32, 32)}, "offset": (32,)}
+        assert narrow[f"lateral_{i}"] == {"layer": {"kernel": (3, 8, 8)}, "offset": (8,)}
+    assert {k: v for k, v in dense.items() if not k.startswith("lateral")} == \
+        {k: v for k, v in mean.items() if not k.startswith("lateral")}
+    with pytest.raises(ValueError, match="top_mixing"):
+        Metz2019Rule(base_model=MLPBatchNorm(), top_mixing="attention")
+
+
+def _np_top_delta_dense(t, z):
+    """compute_top_delta of the reference, in its own [units, batch, channels] layout."""
+    relu = lambda v: np.maximum(v, 0)
+    act = z.T[..., None]                                                  # [U, B, 1]
+    act = relu(_np_bn(_np_conv(act, t["conv_in"]["kernel"], 1), t["offset_in"]))
+    act = np.transpose(act, (2, 1, 0))                                    # [C, B, U]: units are channels
+    for i in range(2):
+        act = relu(_np_bn(_np_conv(act, t[f"lateral_{i}"]["layer"]["kernel"], 1), t[f"lateral_{i}"]["offset"]))
+    act = np.transpose(act, (2, 1, 0))
+    for i in range(2):
+        act = relu(_np_bn(_np_conv(act, t[f"conv_{i}"]["layer"]["kernel"], 1), t[f"conv_{i}"]["offset"]))
+    act = _np_conv(act, t["out"]["layer"]["kernel"], 1) + t["out"]["bias"]
+    return np.transpose(act, (1, 0, 2))                                   # [B, U, delta_dim]
+
+
+def test_dense_top_delta_matches_reference():
+    rule = dataclasses.replace(DENSE, top_width=8)
+    theta = _map_leaves(rule.init_theta(jax.random.PRNGKey(0)),
+                        lambda path, a: a + 0.05 * jax.random.normal(jax.random.PRNGKey(len(path)), a.shape))
+    x_top = jax.nn.relu(jax.random.normal(jax.random.PRNGKey(4), (16, 8)))
+    ours = jax.jit(rule.top_delta)(theta["top_delta"], x_top)
+    _assert_close(ours, _np_top_delta_dense(_np(theta["top_delta"]), np.asarray(x_top, np.float64)), 2e-4)
+
+
+def _unit_influence(rule, theta, x_top):
+    """M[i, j] = Σ over examples, channels of |∂ signal of unit i / ∂ activations of unit j| (random direction)."""
+    units = x_top.shape[1]
+    direction = jax.random.normal(jax.random.PRNGKey(3), (x_top.shape[0], 1))
+    tangents = direction * jnp.eye(units)[:, None, :]                     # [j, B, U]
+    jvp = lambda t: jax.jvp(lambda a: rule.top_delta(theta["top_delta"], a), (x_top,), (t,))[1]
+    moved = jax.jit(jax.vmap(jvp))(tangents)                              # [j, B, U, delta_dim]
+    return np.asarray(jnp.sum(jnp.abs(moved), axis=(1, 3))).T
+
+
+def test_dense_top_mixing_mixes_all_units():
+    x_top = jax.random.uniform(jax.random.PRNGKey(1), (32, 32))
+    off = ~np.eye(32, dtype=bool)
+    ratios = {}
+    for rule, theta in ((RULE, THETA), (DENSE, DENSE.init_theta(jax.random.PRNGKey(0)))):
+        m = _unit_influence(rule, theta, x_top)
+        ratios[rule.top_mixing] = np.mean(m[off]) / np.mean(np.diag(m))
+        if rule.top_mixing == "dense":
+            assert np.mean(m[off] > 1e-2 * np.mean(np.diag(m))) > 0.9   # most i ≠ j
+    # dense: another unit weighs about as much as the unit itself; mean: only through the 1/U mean
+    assert ratios["dense"] > 0.3 and ratios["dense"] > 5 * ratios["mean"], ratios
+
+
+def test_dense_top_mixing_rejects_other_top_widths():
+    for call in (lambda: DENSE.init_inner_state(jax.random.PRNGKey(0), ARCH),
+                 lambda: DENSE.inner_step(DENSE.init_theta(jax.random.PRNGKey(0)), _state(RULE, ARCH),
+                                          _inputs(8, 24), None)):
+        with pytest.raises(ValueError) as err:
+            call()
+        message = str(err.value)
+        assert "update_rule_config.top_width" in message and "32" in message and " 8 " in message
+        assert "\n" not in message
+
+
+def test_dense_inner_steps_are_finite():
+    arch = Architecture(16, (24, 32))
+    state = _state(DENSE, arch)
+    theta = DENSE.init_theta(jax.random.PRNGKey(0))
+    xs = jax.random.uniform(jax.random.PRNGKey(3), (5, 32, 16))
+    final = _run(DENSE, theta, state, xs)
+    assert int(final.step) == 5
+    for a, b in zip(jax.tree.leaves(final), jax.tree.leaves(state)):
+        assert a.shape == b.shape and bool(jnp.all(jnp.isfinite(a)))
+    assert _max_diff(final.params, state.params) > 0
+
+
+# ------------------------------------------------------------------ initial mix weights and the learned share
+
+def test_mix_init_sets_every_mix_weight():
+    rule = Metz2019Rule(base_model=MLPBatchNorm(), mix_init=1.0, identical_updates=False)
+    theta = rule.init_theta(jax.random.PRNGKey(0))
+    for prefix in ("forward", "backward"):
+        np.testing.assert_array_equal(theta[prefix]["mix"]["w"], np.ones(len(TERM_NAMES)))
+        assert float(theta[prefix]["mix"]["b"]) == 0.0
+    # nothing but the mix weights changes
+    leaves = lambda t: jax.tree.leaves({k: v for k, v in t.items() if k not in ("forward", "backward")})
+    default = Metz2019Rule(base_model=MLPBatchNorm(), identical_updates=False).init_theta(jax.random.PRNGKey(0))
+    assert _max_diff(leaves(theta), leaves(default)) == 0
+
+
+def _learned_share(rule, theta, state, x):
+    return float(_compiled(("share", rule), rule.learned_share, theta, state, x))
+
+
+def test_learned_share_at_init_and_with_larger_mix_init():
+    state, x = _state(RULE, ARCH), _inputs(32, 24)
+    default = _learned_share(RULE, THETA, state, x)
+    assert 0.005 < default < 0.05, default
+    strong = Metz2019Rule(base_model=MLPBatchNorm(), mix_init=1.0)
+    larger = _learned_share(strong, strong.init_theta(jax.random.PRNGKey(0)), state, x)
+    assert larger >= 3 * default, (default, larger)
+    # the share is what it says: RMS(ΔW + w_base/7) / RMS(w_base/7), here per layer
+    dw, _, _ = _changes(RULE, THETA, state, x)
+    shares = []
+    for w, change in zip([layer["w"] for layer in MLPBatchNorm().layers(state.params)], dw):
+        pull = np.asarray(RULE.normalised_weights(w), np.float64) / 7.0
+        shares.append(np.sqrt(np.mean((np.asarray(change, np.float64) + pull) ** 2)) / np.sqrt(np.mean(pull ** 2)))
+    np.testing.assert_allclose(default, np.mean(shares), rtol=1e-3)
+
+
+def test_large_mix_init_stays_finite_for_50_steps():
+    rule = Metz2019Rule(base_model=MLPBatchNorm(), mix_init=1.0)
+    arch = Architecture(16, (32, 32))
+    state = _state(rule, arch)
+    xs = jax.random.uniform(jax.random.PRNGKey(3), (50, 32, 16))
+    final = _run(rule, rule.init_theta(jax.random.PRNGKey(0)), state, xs)
+    assert int(final.step) == 50
+    assert all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree.leaves(final))

@@ -6,7 +6,10 @@ its predictions on B are L2-normalised and compared with the targets
 (the bias is unpenalised in the fit and in the loss):
 loss = Σ‖ŷ_B − y_B‖²/n_B + λ‖w‖²/n_B. With unit-norm targets this is an affine
 function of the cosine distance. Targets are centred and scaled so their mean
-squared row norm is 1, using the statistics of A for both batches.
+squared row norm is 1: with `target_centring="columns"` (default) by each
+column's mean over A, with A's statistics for both batches; with `"global"` as
+the reference does, by one scalar mean over all of a batch's targets, each batch
+(A and B) with its own statistics.
 """
 
 from __future__ import annotations
@@ -21,18 +24,37 @@ from metaplastic.core.ops.ridge import ridge_fit, ridge_predict
 from metaplastic.registries import hookimpl
 
 
+CENTRINGS = ("columns", "global")
+
+
+def _centre_global(y: jax.Array) -> jax.Array:
+    """The reference's centring: minus one scalar mean, scaled to mean squared row norm 1."""
+    y = y - jnp.mean(y)
+    return y * jax.lax.rsqrt(jnp.mean(jnp.sum(jnp.square(y), axis=1)) + 1e-12)
+
+
 @dataclasses.dataclass(frozen=True)
 class RidgeCosDist(MetaObjective):
     ridge_lambda: float = 0.1
     center_y: bool = True
     normalize_predictions: bool = True
+    target_centring: str = "columns"  # columns (A's per-column statistics) | global (the reference)
+
+    def __post_init__(self):
+        if self.target_centring not in CENTRINGS:
+            raise ValueError(f"meta_objective_config.target_centring: '{self.target_centring}' is not one of "
+                             f"{', '.join(CENTRINGS)}")
+        if self.ridge_lambda < 0:
+            raise ValueError(f"meta_objective_config.ridge_lambda: must be >= 0, got {self.ridge_lambda}")
 
     def loss(self, features_fn, batch_a: LabeledBatch, batch_b: LabeledBatch) -> jax.Array:
         n_a = batch_a.x.shape[0]
         features = features_fn(jnp.concatenate([batch_a.x, batch_b.x], axis=0))
         u_a, u_b = features[:n_a], features[n_a:]
         y_a, y_b = batch_a.y, batch_b.y
-        if self.center_y:
+        if self.center_y and self.target_centring == "global":
+            y_a, y_b = _centre_global(y_a), _centre_global(y_b)
+        elif self.center_y:
             mean = jnp.mean(y_a, axis=0, keepdims=True)
             scale = jnp.sqrt(jnp.mean(jnp.sum(jnp.square(y_a - mean), axis=1)) + 1e-12)
             y_a, y_b = (y_a - mean) / scale, (y_b - mean) / scale

@@ -81,11 +81,12 @@ class ImageClasses(ClassTasks, TaskFamily):
     max_rotation: float = 0.0       # augmentation: rotate up to this many degrees
     max_noise: float = 0.0          # augmentation: Gaussian noise, std ~ U(0, max_noise)
     augment_targets: bool = True    # append augmentation coefficients to the targets
+    regression_weight: float = 1.0  # scale of those targets against the one-hot labels (0 = labels only)
 
     family_name = "image_classes"
 
     def __post_init__(self):
-        for name in ("max_shift", "max_rotation", "max_noise"):
+        for name in ("max_shift", "max_rotation", "max_noise", "regression_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"task_family_config.{name}: must be >= 0, got {getattr(self, name)}")
         if self.image_size < 0:

@@ -6,13 +6,21 @@ One inner step, top layer down to the input pixels (levels L..0):
      statistics, bias) by networks that run along the batch axis (`unit_state`);
   3. δ = d·σ(z) + Linear(h); the level below receives d = δ Vᵀ, normalised per
      (example, unit) vector over its channels;
-  4. each W gets the learned mix of twelve candidate terms (`layer_update`),
+  4. each W gets the learned mix of twelve candidate terms (`weight_change`),
      then anti-shrink projection, renormalisation and the fixed −w/7 pull; V gets
      the same change (identical updates), b a shifted, normalised readout;
   5. every parameter moves as p ← p·(1 − inner_lr) − inner_lr·Δp.
+
+The module is ~600 lines because the rule is one unit: its sub-networks share one θ layout,
+the batch-statistics layers and the matmul-form convolutions, and none of it is used by another
+component (what would be shared belongs in core/).
 Labels never reach the rule; the input permutation per task is done by the task
 family. θ does not depend on the architecture: every sub-network is shared by
-all units of all layers, and all cross-unit operations are width-agnostic.
+all units of all layers, and all cross-unit operations are width-agnostic
+(default top_mixing="mean"; top_mixing="dense" ties θ to a top width).
+At θ's initialisation the learned part of ΔW is small next to the fixed −w/7
+pull (`learned_share`: ~1.5 % at the reference's mix_init 0.1; it grows in
+proportion to mix_init while small).
 
 Invariances (tested):
   * batch_net="conv" (reference, 1-D convolutions over neighbouring examples,
@@ -25,7 +33,8 @@ Invariances (tested):
     the update depend on unit order. Reversing the order of the units of every
     level gives exactly the update obtained with the unit-axis kernels flipped
     and the sine channel negated (sin(4π − t) = −sin t). Without position code
-    and unit convolutions, any relabelling of units permutes the update.
+    and unit convolutions (and with top_mixing="mean"), any relabelling of units
+    permutes the update.
   * Locality: the readout terms (0th order, rbf, 1st order, Hebbian) of ΔW_ij
     depend only on the pre-synaptic unit i and the post-synaptic unit j. The
     lateral terms (decorrelation, lin/sqr) mix units through unit×unit matrices;
@@ -33,22 +42,30 @@ Invariances (tested):
     anti-shrink projection and the decorrelation RMS are layer-wide scalars.
 
 Deviations from the reference code (and why):
-  * The top-down net's two "lateral" blocks (dense convolutions whose channels
-    are the top units, tying θ to 32 top units) are replaced by width-agnostic
-    blocks: each unit's own signal plus the mean over all units, each through a
-    batch-axis layer, summed → BN → ReLU.
-  * BN in the top-down net and in the unit convolutions uses current batch
-    statistics (the notes' choice); the released code runs those with frozen
-    moving statistics (is_training=False).
+  * Top-down net (top_mixing="mean", default): the reference's two "lateral"
+    blocks (units become channels; a kernel-3 convolution over the batch mixes
+    all top units densely; BN with per-unit offsets) tie θ to one top width.
+    They are replaced by width-agnostic blocks: each unit's own signal plus the
+    mean over all units, each through a batch-axis layer, summed → BN → ReLU.
+    top_mixing="dense" is the reference's form for the fixed top width
+    `top_width`; on any other top width the rule raises a ValueError.
   * Convolution biases directly followed by BN are omitted (BN removes them).
   * Products with the unit×unit matrices of the lateral terms use their low-rank
     form, (w Aᵀ) C instead of w (Aᵀ C), when that is cheaper (chosen from static
     shapes; same maths); this makes the cost O(N²·B) rather than O(N³).
-  * V has no bias (the reference's backward biases are never read or updated).
-  * The reference's random subset of units (compute_perc) is not implemented;
-    the rule is deterministic and ignores its key.
   * batch_net="mlp", batch_padding="circular", position_code=False,
-    unit_conv=False, identical_updates=False and remat are options, not reference.
+    unit_conv=False, identical_updates=False, remat and mix_init ≠ 0.1 are
+    options, not reference.
+Not deviations (checked against the released code; results are the same):
+  * BN in the update nets normalises with current batch statistics. So does the
+    reference: its top-down net calls Sonnet's BatchNorm with is_training=False,
+    but the default test_local_stats=True still uses local batch statistics
+    (and compute_h uses is_training=True).
+  * V has no bias: the reference creates backward biases but never reads or
+    updates them.
+  * No random subset of units (compute_perc): the reference's compute_perc is
+    always 1.0 (the default, never passed), i.e. all units. The rule is
+    deterministic and ignores its key.
 """
 
 from __future__ import annotations
@@ -72,6 +89,8 @@ NUM_UNIT_FEATURES = 4      # x, z, sin, cos
 NUM_WEIGHT_STATS = 8       # 4 over incoming + 4 over outgoing weights
 SIN_CHANNEL = 2            # index of the sine code among the unit features
 SEQUENTIAL_TERMS_ABOVE = 1 << 22  # weight matrices larger than this sum their 12 terms in a loop
+PULL_DIVISOR = 7.0         # ΔW −= w_base / 7 keeps receptive fields from collapsing
+TOP_MIXINGS = ("mean", "dense")
 
 
 # ------------------------------------------------------------------ small pure helpers
@@ -201,6 +220,9 @@ class Metz2019Rule(UpdateRule):
     unit_conv: bool = True             # lateral convolutions over neighbouring units
     identical_updates: bool = True     # V gets W's change; else its own readouts and mix
     remat: bool = False                # recompute each level's unit state in the backward pass
+    top_mixing: str = "mean"           # top-down lateral blocks: "mean" (width-agnostic) or "dense" (reference)
+    top_width: int = 32                # top layer width θ is built for (top_mixing="dense" only)
+    mix_init: float = 0.1              # initial value of every mix weight (reference: 0.1)
 
     def __post_init__(self):
         if self.batch_net not in ("conv", "mlp"):
@@ -208,6 +230,14 @@ class Metz2019Rule(UpdateRule):
         if self.batch_padding not in ("zeros", "circular"):
             raise ValueError(f"update_rule_config.batch_padding: '{self.batch_padding}' "
                              "(known: zeros, circular)")
+        if self.top_mixing not in TOP_MIXINGS:
+            raise ValueError(f"update_rule_config.top_mixing: '{self.top_mixing}' (known: {', '.join(TOP_MIXINGS)})")
+
+    def check_top_width(self, width):
+        """With top_mixing="dense", θ fits one top width only: raise a one-line error otherwise."""
+        if self.top_mixing == "dense" and width != self.top_width:
+            raise ValueError(f"update_rule_config.top_width is {self.top_width} but the top layer is {width} units "
+                             "wide (top_mixing='dense' ties θ to the top width)")
 
     # ---------------------------------------------------------------- θ
 
@@ -241,7 +271,7 @@ class Metz2019Rule(UpdateRule):
         for (n, side), k in zip(names, keys):
             out[n][side] = _linear_init(k, hidden, self.num_grad_channels)
         return {"readouts": out,
-                "mix": {"w": jnp.full((len(TERM_NAMES),), 0.1, jnp.float32),
+                "mix": {"w": jnp.full((len(TERM_NAMES),), self.mix_init, jnp.float32),
                         "b": jnp.zeros((), jnp.float32)}}
 
     def init_theta(self, key):
@@ -250,9 +280,13 @@ class Metz2019Rule(UpdateRule):
         zeros = lambda n: jnp.zeros((n,), jnp.float32)
         top = {"conv_in": self._batch_layer_init(next(keys), 1, s, 5), "offset_in": zeros(s)}
         for i in range(2):
-            top[f"lateral_{i}"] = {"self": self._batch_layer_init(next(keys), s, s, 3),
-                                   "pooled": self._batch_layer_init(next(keys), s, s, 3),
-                                   "offset": zeros(s)}
+            if self.top_mixing == "dense":  # top units are the channels; per-unit offsets
+                n = self.top_width
+                top[f"lateral_{i}"] = {"layer": self._batch_layer_init(next(keys), n, n, 3), "offset": zeros(n)}
+            else:
+                top[f"lateral_{i}"] = {"self": self._batch_layer_init(next(keys), s, s, 3),
+                                       "pooled": self._batch_layer_init(next(keys), s, s, 3),
+                                       "offset": zeros(s)}
         for i in range(self.top_delta_layers):
             top[f"conv_{i}"] = {"layer": self._batch_layer_init(next(keys), s, s, 3), "offset": zeros(s)}
         top["out"] = {"layer": self._batch_layer_init(next(keys), s, dd, 3), "bias": zeros(dd)}
@@ -277,6 +311,7 @@ class Metz2019Rule(UpdateRule):
     # ---------------------------------------------------------------- φ
 
     def init_inner_state(self, key, arch: Architecture) -> InnerState:
+        self.check_top_width(arch.widths[-1])
         model_key, backward_key = jax.random.split(key)
         params = self.base_model.init(model_key, arch)
         std = getattr(self.base_model, "weight_std", 0.01)
@@ -291,13 +326,18 @@ class Metz2019Rule(UpdateRule):
 
     def top_delta(self, theta, x_top):
         """Top-down signal [B, U, delta_dim] from the top post-activations [B, U]."""
+        self.check_top_width(x_top.shape[1])
         eps = self.bn_epsilon
         a = x_top[..., None]
         a = jax.nn.relu(batch_norm(self._batch_layer(theta["conv_in"], a), theta["offset_in"], eps))
-        for i in range(2):  # width-agnostic lateral blocks: own signal + mean over units
+        for i in range(2):
             p = theta[f"lateral_{i}"]
-            pooled = self._batch_layer(p["pooled"], jnp.mean(a, axis=1, keepdims=True))
-            a = jax.nn.relu(batch_norm(self._batch_layer(p["self"], a) + pooled, p["offset"], eps))
+            if self.top_mixing == "dense":  # units as channels [B, C, U]: every unit feeds every unit
+                a = jnp.swapaxes(a, 1, 2)
+                a = jnp.swapaxes(jax.nn.relu(batch_norm(self._batch_layer(p["layer"], a), p["offset"], eps)), 1, 2)
+            else:  # width-agnostic: own signal + mean over units
+                pooled = self._batch_layer(p["pooled"], jnp.mean(a, axis=1, keepdims=True))
+                a = jax.nn.relu(batch_norm(self._batch_layer(p["self"], a) + pooled, p["offset"], eps))
         for i in range(self.top_delta_layers):
             p = theta[f"conv_{i}"]
             a = jax.nn.relu(batch_norm(self._batch_layer(p["layer"], a), p["offset"], eps))
@@ -438,12 +478,26 @@ class Metz2019Rule(UpdateRule):
         change = change / n
         shrink = jax.nn.relu(jnp.mean(change * w_base))
         change = (change - w_base * shrink) / math.sqrt(n)
-        return normalise_columns(change, eps) - w_base / 7.0
+        return normalise_columns(change, eps) - w_base / PULL_DIVISOR
 
     def bias_change(self, theta, upper_h):
         change = jnp.mean(_linear(theta["bias_readout"], upper_h)[..., 0], axis=0)
         change = change - jnp.minimum(jnp.mean(change), 0.0)  # shift a negative mean to zero
         return change * jax.lax.rsqrt(0.5 + jnp.mean(jnp.square(change)))
+
+    def learned_share(self, theta, state: InnerState, x):
+        """RMS(learned part of ΔW) / RMS(fixed −w_base/7 part), averaged over layers (a 0-d array).
+
+        At the reference initialisation (mix_init 0.1) it is ~0.015: the rule starts
+        as almost pure weight decay.
+        """
+        def finish(w, b, v, dw, db, dv):
+            pull = self.normalised_weights(w) / PULL_DIVISOR
+            rms = lambda t: jnp.sqrt(jnp.mean(jnp.square(t)))
+            return (rms(dw + pull) / rms(pull),)
+
+        results = self._sweep(theta, state.params, state.rule_state["backward_w"], x, finish)
+        return jnp.mean(jnp.stack([share for share, in results]))
 
     # ---------------------------------------------------------------- the step
 
