@@ -292,14 +292,16 @@ class MetaTrainer:
             out.update(task_resets=resets, progress_spread=float(np.std(progress)))
         return out
 
-    def run(self, progress: bool = True, max_seconds: float | None = None) -> dict[str, Any]:
-        """Train to config.num_steps (or until `max_seconds` have passed); save at exit."""
+    def run(self, progress: bool = True, max_seconds: float | None = None,
+            max_cpu_seconds: float | None = None) -> dict[str, Any]:
+        """Train to config.num_steps, or until `max_seconds` of wall-clock time or `max_cpu_seconds` of
+        this process's CPU time (all threads) have passed; save at exit."""
         config = self.config
         primary = distributed.is_primary()
         if primary:
             (self.workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=2, default=str))
         writer = MetricsWriter(self.workdir, resume_step=self.step) if primary else None
-        first_step, started = self.step, time.perf_counter()
+        first_step, started, cpu_started = self.step, time.perf_counter(), time.process_time()
         last_saved = self.step
         bar = None
         if progress and primary:
@@ -310,6 +312,8 @@ class MetaTrainer:
         try:
             while self.step < config.num_steps and not stop.requested:
                 if max_seconds is not None and time.perf_counter() - started >= max_seconds:
+                    break
+                if max_cpu_seconds is not None and time.process_time() - cpu_started >= max_cpu_seconds:
                     break
                 tick = time.perf_counter()
                 metrics = self.train_step()

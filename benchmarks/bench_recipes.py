@@ -1,0 +1,168 @@
+"""The recipe study: meta-training candidates at the same wall-clock budget, scored on held-out data.
+
+Each candidate meta-trains (one at a time) for `--budget` seconds of this process's CPU time
+(all threads, compilation included; less sensitive to other load than wall-clock time) on glyphs only (no evaluation dataset), then its final θ is scored by the evaluation
+suite: 10-shot ridge accuracy on held-out digits 5–9 and Fashion-MNIST 14×14 after 100 and
+1,000 inner steps, `--seeds` seeds, mean ± SE. Baselines (random init, raw input, Hebbian) are
+scored once with the same seeds. Writes `--out` (markdown) and a JSON of every figure.
+
+    python benchmarks/bench_recipes.py --workroot /tmp/recipes --budget 1200 --out docs/recipes.md
+
+Workdirs are kept under --workroot: a rerun resumes a candidate's meta-training to its budget and
+reuses every evaluation cell already computed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import resource
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+# name -> (config file, overrides, what it tests)
+CANDIDATES = {
+    "simple_local": ("experiments/train/glyphs.py", [],
+                     "today's glyphs recipe: simple_local, lockstep phases, truncated backprop, lr 1e-3"),
+    "simple_local+independent": ("experiments/train/glyphs.py", ["--config.schedule.phases=independent"],
+                                 "independent task phases"),
+    "simple_local+independent+nres": ("experiments/train/glyphs.py",
+                                      ["--config.schedule.phases=independent", "--config.gradient_estimator=nres",
+                                       "--config.gradient_estimator_config.num_pairs=2"],
+                                      "NRES over the whole horizon instead of truncated backprop"),
+    "metz2019": ("experiments/train/glyphs.py:metz2019", [],
+                 "today's glyphs:metz2019 recipe: lockstep phases, lr 3e-4"),
+    "metz2019+fast_start+independent": ("experiments/train/glyphs.py:metz2019",
+                                        ["--config.update_rule_config.mix_init=1.0",
+                                         "--config.optimizer.learning_rate=1e-3",
+                                         "--config.schedule.phases=independent"],
+                                        "a 10x larger learned share at the start, lr 1e-3, independent phases"),
+}
+DATASETS = ("digits_5_9", "fashion_14")
+BASELINES = ("random_init", "raw_input", "hebbian")
+
+
+def study_overrides(seeds: int, steps: tuple[int, ...]) -> list[str]:
+    return [f"--config.seeds={seeds}", f"--config.steps={tuple(steps)}", "--config.shots=(10,)",
+            "--config.main_shots=10", "--config.readouts=('ridge',)"]
+
+
+def eval_study(methods: dict, rule_checkpoint: str, seeds: int, steps):
+    import ml_collections
+
+    from metaplastic.core.evaluation import resolve_study
+    from metaplastic.core import config as config_lib
+
+    base = config_lib.load_config_file(str(ROOT / "experiments/eval/datasets.py"))
+    base.methods = ml_collections.ConfigDict(methods)
+    base.datasets = ml_collections.ConfigDict({k: v for k, v in base.datasets.items() if k in DATASETS})
+    base.filters_dataset = "fashion_14"
+    overrides = study_overrides(seeds, steps) + [f"--config.rule_checkpoint={rule_checkpoint}"]
+    return resolve_study(base, config_lib.parse_overrides(overrides))
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def train(name: str, workroot: pathlib.Path, budget: float, log) -> dict:
+    from metaplastic.core import config as config_lib
+    from metaplastic.core.trainer import MetaTrainer
+
+    spec, overrides, _ = CANDIDATES[name]
+    workdir = workroot / name
+    ledger_path = workdir / "recipe_budget.json"
+    ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {"wall": 0.0, "cpu": 0.0}
+    remaining = budget - ledger["cpu"]
+    config = config_lib.resolve(config_lib.load_config_file(str(ROOT / spec)), config_lib.parse_overrides(
+        overrides + ["--config.checkpoint_every=25", "--config.num_steps=1000000"]))
+    if remaining > 1:
+        load_before = os.getloadavg()[0]
+        wall, cpu = time.perf_counter(), cpu_seconds()
+        trainer = MetaTrainer(config, workdir)
+        trainer.run(progress=False, max_cpu_seconds=remaining)
+        ledger = {"wall": ledger["wall"] + time.perf_counter() - wall, "cpu": ledger["cpu"] + cpu_seconds() - cpu,
+                  "steps": trainer.step, "skipped": trainer.skipped,
+                  "load": [load_before, os.getloadavg()[0]]}
+        workdir.mkdir(parents=True, exist_ok=True)
+        ledger_path.write_text(json.dumps(ledger))
+        log(f"{name}: {trainer.step} θ-steps in {ledger['wall']:.0f} s wall, {ledger['cpu']:.0f} s CPU")
+    return ledger
+
+
+def summarise(results: dict) -> dict:
+    """(dataset, steps) -> (mean, se) of the ridge accuracy of the study's methods."""
+    out = {}
+    for row in results["summary"]:
+        if row["readout"] == "ridge":
+            out[f"{row['method']}|{row['dataset']}|{row['steps']}"] = (row["mean"], row["se"], row["n"])
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workroot", required=True, help="folder for the runs (outside the checkout)")
+    parser.add_argument("--budget", type=float, default=1200.0, help="CPU seconds of meta-training each")
+    parser.add_argument("--candidates", default=",".join(CANDIDATES))
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--steps", default="100,1000")
+    parser.add_argument("--out", default="")
+    args = parser.parse_args(argv)
+    from metaplastic.core.evaluation import run_study
+
+    workroot = pathlib.Path(args.workroot).absolute()
+    workroot.mkdir(parents=True, exist_ok=True)
+    steps = tuple(int(s) for s in args.steps.split(","))
+    names = [n for n in args.candidates.split(",") if n]
+    unknown = [n for n in names if n not in CANDIDATES]
+    if unknown:
+        print(f"bench_recipes: unknown candidates {unknown} (known: {', '.join(CANDIDATES)})", file=sys.stderr)
+        return 2
+    log = lambda line: print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True)
+    figures = {"budget_seconds": args.budget, "seeds": args.seeds, "steps": steps, "candidates": {}}
+    for name in names:
+        ledger = train(name, workroot, args.budget, log)
+        study = eval_study({"learned": {"method": "update_rule"}}, str(workroot / name), args.seeds, steps)
+        scores = summarise(run_study(study, workroot / f"{name}.eval", progress=False, log=log))
+        figures["candidates"][name] = {"ledger": ledger, "scores": scores}
+        log(f"{name}: " + ", ".join(f"{k.split('|', 1)[1]}={v[0]:.3f}±{v[1]:.3f}" for k, v in scores.items()))
+    methods = {b: ({"method": "update_rule", "rule": "hebbian"} if b == "hebbian" else {"method": b})
+               for b in BASELINES}
+    methods["learned"] = {"method": "random_init"}  # the study's primary slot; a duplicate of random_init
+    study = eval_study(methods, "", args.seeds, steps)
+    figures["baselines"] = summarise(run_study(study, workroot / "baselines.eval", progress=False, log=log))
+    (workroot / "recipes.json").write_text(json.dumps(figures, indent=1))
+    if args.out:
+        pathlib.Path(args.out).write_text(markdown(figures, args))
+    print(markdown(figures, args))
+    return 0
+
+
+def cell(scores: dict, method: str, dataset: str, steps: int) -> str:
+    value = scores.get(f"{method}|{dataset}|{steps}")
+    return f"{value[0]:.3f} ± {value[1]:.3f}" if value else "—"
+
+
+def markdown(figures: dict, args) -> str:
+    steps = figures["steps"]
+    columns = [(d, s) for d in DATASETS for s in steps]
+    head = "| candidate | θ-steps | θ-steps / CPU-hour | " + " | ".join(f"{d} @{s}" for d, s in columns) + " |"
+    lines = [head, "|" + "---|" * (3 + len(columns))]
+    for name, entry in figures["candidates"].items():
+        ledger = entry["ledger"]
+        rate = ledger.get("steps", 0) / max(ledger["cpu"], 1e-9) * 3600
+        lines.append(f"| {name} | {ledger.get('steps', 0)} | {rate:.0f} | "
+                     + " | ".join(cell(entry["scores"], "learned", d, s) for d, s in columns) + " |")
+    for baseline in BASELINES:
+        lines.append(f"| *{baseline}* | | | " + " | ".join(cell(figures["baselines"], baseline, d, s)
+                                                       for d, s in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
