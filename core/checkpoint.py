@@ -2,15 +2,40 @@
 
 Orbax writes each step into a temporary directory and renames it when
 complete, so a process killed during a save leaves the previous checkpoint
-as the latest restorable one.
+as the latest restorable one. Each save also records a sha256 of the state's
+bytes in its metadata; `restore_newest_intact` checks it and falls back, with a
+one-line warning naming the bad step, to the newest step that restores intact,
+so a truncated, byte-flipped or partly deleted checkpoint is never loaded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import pathlib
+import shutil
+import sys
+import time
+from typing import Any, Callable
 
 import flax.serialization
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
+
+
+class CheckpointError(RuntimeError):
+    """No saved step can be restored intact."""
+
+
+def state_digest(state) -> str:
+    """sha256 over every leaf's path, dtype, shape and bytes."""
+    digest = hashlib.sha256()
+    leaves = jax.tree_util.tree_flatten_with_path(flax.serialization.to_state_dict(jax.device_get(state)))[0]
+    for path, leaf in leaves:
+        leaf = np.ascontiguousarray(leaf)
+        digest.update(f"{jax.tree_util.keystr(path)}|{leaf.dtype}|{leaf.shape}".encode())
+        digest.update(leaf.tobytes())
+    return digest.hexdigest()
 
 
 class Checkpointer:
@@ -29,6 +54,7 @@ class Checkpointer:
         return sorted(int(s) for s in self.manager.all_steps())
 
     def save(self, step: int, state, meta: dict) -> None:
+        meta = {**meta, "state_sha256": state_digest(state)}
         self.manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(flax.serialization.to_state_dict(state)),
             meta=ocp.args.JsonSave(meta)), force=True)
@@ -48,6 +74,46 @@ class Checkpointer:
         """The saved state as stored (nested dicts of arrays), restored without a template."""
         return self.manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore()))["state"]
+
+    def restore_newest_intact(self, template_for: Callable[[dict], Any] | None) -> tuple[int, dict, Any] | None:
+        """(step, meta, state) of the newest step that restores and matches its digest; None when
+        nothing is saved. `template_for(meta)` gives the state's structure for a step's meta
+        (None: the state as stored, nested dicts of arrays)."""
+        steps = self.all_steps()
+        if not steps:
+            return None
+        damaged = []
+        for index, step in enumerate(reversed(steps)):
+            try:
+                meta = self.restore_meta(step)
+                state = self.restore(step, template_for(meta)) if template_for else self.restore_raw(step)
+                expected = meta.get("state_sha256")
+                if expected is not None and state_digest(state) != expected:
+                    raise CheckpointError("its contents do not match the digest saved with it")
+            except Exception as error:  # a damaged step: say so and try the one before
+                older = steps[len(steps) - index - 2] if index + 1 < len(steps) else None
+                why = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+                then = f"falling back to step {older}" if older is not None else "no older step is left"
+                print(f"metaplastic: checkpoint step {step} in {self.directory} is damaged ({why}); {then}",
+                      file=sys.stderr)
+                damaged.append(step)
+                continue
+            self._set_aside(damaged)
+            return step, meta, state
+        raise CheckpointError(f"no checkpoint in {self.directory} restores intact (steps {steps} are all "
+                              "damaged); move it away to start the run again")
+
+    def _set_aside(self, steps: list[int]) -> None:
+        """Move damaged steps out of the way (never delete them), so the run can save those steps again."""
+        if not steps:
+            return
+        aside = self.directory.parent / (self.directory.name + "_damaged")
+        aside.mkdir(exist_ok=True)
+        for step in steps:
+            source = self.directory / str(step)
+            if source.exists():
+                shutil.move(str(source), str(aside / f"{step}.{int(time.time())}"))
+        self.manager.reload()
 
     def close(self) -> None:
         self.manager.close()

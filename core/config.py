@@ -14,6 +14,7 @@ import dataclasses
 import difflib
 import importlib.util
 import inspect
+import os
 import pathlib
 import sys
 from typing import Any, Callable, Mapping
@@ -68,18 +69,63 @@ def load_config_file(spec: str, shipped: str | pathlib.Path | None = None) -> ml
 
     `shipped`: a folder of installed configs (the command line passes the package's
     experiments/) tried, with a one-line notice, when `path` does not exist.
+
+    A config file is the user's code: a syntax error in it, or an exception raised while it is
+    imported or while `get_config` runs, is a one-line `ConfigError` naming the file and line.
     """
     path, arg = _config_file(spec, pathlib.Path(shipped) if shipped else None)
     module_spec = importlib.util.spec_from_file_location(f"metaplastic_config_{path.stem}", path)
     module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    try:
+        module_spec.loader.exec_module(module)
+    except SyntaxError as error:
+        where = "" if not error.filename or _same_file(error.filename, path) else f" (in {error.filename})"
+        raise ConfigError(f"config file '{path}' line {error.lineno}: syntax error{where}: {error.msg}") from None
+    except ConfigError:
+        raise
+    except Exception as error:  # noqa: BLE001 - the user's file, reported in one line
+        raise ConfigError(f"config file '{path}'{_line_in(path, error)}: {_one_line(error)} "
+                          "(while importing it)") from None
     if not hasattr(module, "get_config"):
         raise ConfigError(f"config file '{path}' has no get_config()")
     params = inspect.signature(module.get_config).parameters
-    config = module.get_config(arg) if params else module.get_config()
+    try:
+        config = module.get_config(arg) if params else module.get_config()
+    except ConfigError:
+        raise
+    except Exception as error:  # noqa: BLE001 - the user's file, reported in one line
+        raise ConfigError(f"config file '{path}'{_line_in(path, error)}: get_config raised "
+                          f"{_one_line(error)}") from None
     if not isinstance(config, ml_collections.ConfigDict):
-        config = ml_collections.ConfigDict(config)
+        try:
+            config = ml_collections.ConfigDict(config)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"config file '{path}': get_config() returned {type(config).__name__}, "
+                              f"not a ConfigDict ({_one_line(error)})") from None
     return config
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _same_file(name: str, path: pathlib.Path) -> bool:
+    try:
+        return pathlib.Path(name).resolve() == path.resolve()
+    except (OSError, ValueError):
+        return False
+
+
+def _line_in(path: pathlib.Path, error: BaseException) -> str:
+    """' line N' of the innermost traceback frame in `path` (the config file), or ''."""
+    line = None
+    traceback = error.__traceback__
+    while traceback is not None:
+        if _same_file(traceback.tb_frame.f_code.co_filename, path):
+            line = traceback.tb_lineno
+        traceback = traceback.tb_next
+    return f" line {line}" if line else ""
 
 
 def component_defaults(kind: str, name: str) -> dict[str, Any]:
@@ -161,14 +207,34 @@ def unknown_field(config, dotted: str):
     raise ConfigError(f"unknown config field 'config.{dotted}'{hint}")
 
 
+OVERRIDE_PREFIX = "--config."
+
+
 def parse_overrides(args: list[str]) -> list[tuple[str, str]]:
-    """['--config.a.b=1', ...] -> [('a.b', '1'), ...]."""
+    """['--config.a.b=1', '--config.c', '2', ...] -> [('a.b', '1'), ('c', '2'), ...].
+
+    As with absl flags, `--config.field value` (the value in the next argument) is the same as
+    `--config.field=value`; a `--config.field` with no value after it is a one-line error.
+    """
     pairs = []
-    for arg in args:
-        if not arg.startswith("--config.") or "=" not in arg:
-            raise ConfigError(f"unrecognised argument '{arg}' (expected --config.field=value)")
-        field, _, value = arg[len("--config."):].partition("=")
+    args = list(args)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith(OVERRIDE_PREFIX) or len(arg) == len(OVERRIDE_PREFIX):
+            raise ConfigError(f"unrecognised argument '{arg}' (expected --config.field=value "
+                              "or --config.field value)")
+        if "=" in arg:
+            field, _, value = arg[len(OVERRIDE_PREFIX):].partition("=")
+        else:
+            field = arg[len(OVERRIDE_PREFIX):]
+            if i + 1 >= len(args) or args[i + 1].startswith(OVERRIDE_PREFIX):
+                raise ConfigError(f"config.{field}: no value given (expected --config.{field}=value "
+                                  f"or --config.{field} value)")
+            i += 1
+            value = args[i]
         pairs.append((field, value))
+        i += 1
     return pairs
 
 
@@ -197,7 +263,66 @@ def resolve(config: ml_collections.ConfigDict, overrides: list[tuple[str, str]] 
                                                  f"{kind} '{config[kind]}'")
     config.lock()
     apply_overrides(config, remaining)
+    validate_training(config)
     return config
+
+
+def validate_training(config: ml_collections.ConfigDict) -> None:
+    """The engine's training fields, checked once the overrides are applied: a one-line ConfigError
+    naming the field (the trainer's own checks would come later, without the config's name)."""
+    def bad(field, why):
+        raise ConfigError(f"config.{field}: {why}")
+
+    def get(field):
+        node = config
+        for part in field.split("."):
+            if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+                return None
+            node = node[part]
+        return node
+
+    def number(field, low, strict=False):
+        value = get(field)
+        if value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            bad(field, f"expected a number, got {value!r}")
+        if value < low or (strict and value == low):
+            bad(field, f"must be {'>' if strict else '>='} {low}, got {value!r}")
+
+    def sizes(field, low):
+        value = get(field)
+        if value is None:
+            return
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = (value,)
+        if not isinstance(value, (tuple, list)) or not value:
+            bad(field, f"need at least one value, got {value!r}")
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < low for v in value):
+            bad(field, f"each value must be an integer >= {low}, got {tuple(value)!r}")
+
+    for field, low in (("batch_size", 1), ("num_steps", 0), ("tasks_per_step", 1), ("checkpoint_every", 1),
+                       ("checkpoint_keep", 1), ("log_every", 1), ("architecture.top_width", 1),
+                       ("schedule.group_length", 0), ("optimizer.learning_rate", 0)):
+        number(field, low)
+    number("optimizer.clip_norm", 0, strict=True)
+    sizes("architecture.widths", 1)
+    sizes("architecture.depths", 0)
+    sizes("schedule.truncation_lengths", 1)
+    horizon = get("schedule.horizon")
+    if horizon is not None:
+        if (not isinstance(horizon, (tuple, list)) or len(horizon) != 2
+                or any(isinstance(v, bool) or not isinstance(v, int) for v in horizon)):
+            bad("schedule.horizon", f"expected (low, high) inner steps, got {horizon!r}")
+        low, high = horizon
+        if not 1 <= low <= high:
+            bad("schedule.horizon", f"need 1 <= low <= high, got {tuple(horizon)!r}")
+    phases = get("schedule.phases")
+    if phases is not None:
+        from metaplastic.core.tasks import PHASES
+
+        if phases not in PHASES:
+            bad("schedule.phases", f"'{phases}' is not one of {', '.join(PHASES)}")
 
 
 def merge_section(where: str, defaults: dict, section, owner: str = "") -> ml_collections.ConfigDict:
@@ -244,7 +369,31 @@ def build(config: ml_collections.ConfigDict, kind: str, **extra) -> Any:
     try:
         return factory(**extra, **_as_kwargs(config.get(kind + "_config")))
     except (TypeError, ValueError) as error:
+        where = dataset_being_read(error)
+        if where:  # a data file that cannot be read, found while the component loaded its data
+            raise ConfigError(f"config.{kind}='{config[kind]}': {where}: unreadable "
+                              f"({type(error).__name__}: {' '.join(str(error).split())})") from None
         raise ConfigError(f"config.{kind}='{config[kind]}': {error}") from None
+
+
+def dataset_being_read(error: BaseException) -> str | None:
+    """"dataset 'NAME' split 'SPLIT' (FILE)" when `error` was raised while `core.data.load_dataset`
+    read a dataset (FILE: the innermost `path` a data source had open), else None."""
+    from metaplastic.core import data
+
+    load = getattr(data.load_dataset, "__wrapped__", data.load_dataset)
+    where, path = None, None
+    traceback = error.__traceback__
+    while traceback is not None:
+        frame = traceback.tb_frame
+        if frame.f_code is load.__code__:
+            where = f"dataset '{frame.f_locals.get('name')}' split '{frame.f_locals.get('split')}'"
+        elif where and isinstance(frame.f_locals.get("path"), (str, os.PathLike)):
+            path = frame.f_locals["path"]
+        traceback = traceback.tb_next
+    if where is None:
+        return None
+    return f"{where} ({path})" if path and str(path) not in where else where
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,7 +33,10 @@ from metaplastic.core.estimation import reset_tasks
 from metaplastic.core.interfaces import Pytree, TruncationData, UpdateRule
 from metaplastic.core.metrics import MetricsWriter
 from metaplastic.core.tasks import ArchitectureSampler, Schedule, TaskGroup, replacement_task, sample_group
+from metaplastic.core.ops.files import write_atomic
+from metaplastic.core.snapshot import load_snapshot
 from metaplastic.core.unroll import labels_only_loss
+from metaplastic.core.workdir import WorkdirLock, check_config
 
 
 class KeyPurpose(enum.IntEnum):
@@ -94,11 +97,21 @@ class MetaTrainer:
     (`core.distributed`); the numbers do not depend on how many there are.
     """
 
-    def __init__(self, config: ml_collections.ConfigDict, workdir: str | pathlib.Path):
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str | pathlib.Path, lock: bool = True):
         distributed.initialize(distributed.process_settings(config))  # before any device is touched
         self.config = config
         self.workdir = pathlib.Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
+        # one run per workdir: the primary process holds the lock (several hosts share one workdir)
+        self._lock = WorkdirLock(self.workdir) if lock and distributed.is_primary() else None
+        try:
+            self._build(config, lock)
+        except BaseException:  # a refused or broken start must not keep the workdir locked
+            if self._lock is not None:
+                self._lock.release()
+            raise
+
+    def _build(self, config: ml_collections.ConfigDict, lock: bool) -> None:
         _use_compilation_cache(config, self.workdir)
         self.components = config_lib.build_components(config)
         self.unroll = self.components.unroll
@@ -114,6 +127,8 @@ class MetaTrainer:
 
         self.step = 0
         self.skipped = 0
+        self.consecutive_skipped = 0
+        self.elapsed_seconds = 0.0  # wall-clock seconds of meta-training so far, over every session
         self.theta = self.sharding.replicate(initial_theta(self.components.rule, self.config.seed))
         self.opt_state = self.sharding.replicate(self.optimizer.init(self.theta))
         self.group = None
@@ -124,7 +139,10 @@ class MetaTrainer:
         self.task_steps = self.task_horizons = None
         self.task_starts: list[int] = []
         self.estimator_state = None
-        self._restore()
+        if not self._restore():
+            self._start_from(config.init_snapshot, config.init_theta)
+        elif lock:
+            check_config(self.workdir, config.to_dict(), self.step, config.allow_config_change)
 
     def _key(self, purpose: KeyPurpose, step: int) -> jax.Array:
         return run_key(self.config.seed, purpose, step)
@@ -212,19 +230,22 @@ class MetaTrainer:
     def save(self) -> None:
         meta = {"step": self.step, "skipped": self.skipped, "group_start": self.group_start,
                 "has_group": self.group is not None, "group_inner_steps": self.group_inner_steps,
-                "task_starts": list(self.task_starts)}
+                "task_starts": list(self.task_starts), "elapsed_seconds": self.elapsed_seconds}
         self.checkpointer.save(self.step, self._state(), meta)
 
-    def _restore(self) -> None:
-        latest = self.checkpointer.latest_step()
-        if latest is None:
-            return
-        meta = self.checkpointer.restore_meta(latest)
+    def _template(self, meta: dict) -> dict[str, Any]:
+        """The state's structure for a checkpoint with this meta (rebuilds its task group)."""
         if meta["has_group"]:
-            self._start_group(meta["group_start"])  # rebuilds the group and a template of its state
+            self._start_group(meta["group_start"])
         else:
             self.group, self.estimator_state = None, None
-        restored = self.checkpointer.restore(latest, self._state())
+        return self._state()
+
+    def _restore(self) -> bool:
+        found = self.checkpointer.restore_newest_intact(self._template)
+        if found is None:
+            return False
+        _, meta, restored = found
         self.theta, self.opt_state = restored["theta"], restored["opt_state"]
         self.estimator_state = restored["estimator"]
         if self.estimator_state is not None:
@@ -241,6 +262,35 @@ class MetaTrainer:
             self.group = dataclasses.replace(self.group, tasks=tuple(tasks))
         self.step, self.skipped = meta["step"], meta["skipped"]
         self.group_start = meta["group_start"]
+        self.elapsed_seconds = meta.get("elapsed_seconds", 0.0)
+        return True
+
+    def _start_from(self, snapshot: str, theta_source: str) -> None:
+        """A new run: continue a snapshot (θ, optimiser, step), or fine-tune the θ of a saved rule."""
+        if snapshot and theta_source:
+            raise config_lib.ConfigError("config.init_snapshot and config.init_theta: set at most one")
+        if snapshot:
+            theta, opt_state, meta = load_snapshot(snapshot, jax.device_get(self.theta),
+                                                   jax.device_get(self.opt_state))
+            self.theta, self.opt_state = self.sharding.replicate(theta), self.sharding.replicate(opt_state)
+            self.step, self.skipped = meta["step"], meta["skipped"]
+            self.elapsed_seconds = float(meta.get("elapsed_seconds", 0.0))
+        elif theta_source:
+            from metaplastic.core.rules import load_rule
+
+            learned = load_rule(theta_source)
+            if type(learned.rule) is not type(self.components.rule):
+                raise config_lib.ConfigError(
+                    f"config.init_theta='{theta_source}': its rule is {type(learned.rule).__name__}, this "
+                    f"config trains config.update_rule='{self.config.update_rule}'")
+            template = self.components.rule.init_theta(jax.random.PRNGKey(0))
+            if jax.tree.structure(template) != jax.tree.structure(learned.theta) or any(
+                    np.shape(a) != np.shape(b) for a, b in zip(jax.tree.leaves(template),
+                                                               jax.tree.leaves(learned.theta))):
+                raise config_lib.ConfigError(f"config.init_theta='{theta_source}': θ does not fit "
+                                             "config.update_rule_config (other sizes)")
+            self.theta = self.sharding.replicate(learned.theta)
+            self.opt_state = self.sharding.replicate(self.optimizer.init(self.theta))
 
     # -- the loop ------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
@@ -278,11 +328,15 @@ class MetaTrainer:
                 self.task_horizons = horizons if horizons is not None else self.task_horizons
             self.estimator_state = self.sharding.place_state(next_state)
             self.group, self.group_inner_steps = next_group, self.group_inner_steps + length
+            self.consecutive_skipped = 0
         else:  # the non-finite step never reaches θ; its tasks are abandoned
             self.skipped += 1
+            self.consecutive_skipped += 1
             self.group = None
         self.step += 1
         out = {k: float(v) for k, v in host["metrics"].items()}
+        # why a step was skipped: 1 = non-finite meta-loss, 2 = finite loss, non-finite meta-gradient
+        out["skip_reason"] = 0 if host["ok"] else (1 if not np.isfinite(out["meta_loss"]) else 2)
         # per-task positions (means over tasks under independent phases), before any reset
         out.update(grad_norm=float(host["grad_norm"]), skipped=self.skipped,
                    inner_step=float(np.mean(host["inner_step"])), horizon=float(np.mean(host["horizon"])),
@@ -299,8 +353,12 @@ class MetaTrainer:
         config = self.config
         primary = distributed.is_primary()
         if primary:
-            (self.workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=2, default=str))
+            write_atomic(self.workdir / "config.json", json.dumps(config.to_dict(), indent=2, default=str).encode())
         writer = MetricsWriter(self.workdir, resume_step=self.step) if primary else None
+        if writer is not None and hasattr(writer, "write_hparams"):
+            writer.write_hparams(config.to_dict())
+        if config.time_limit_seconds:
+            max_seconds = min(max_seconds or float("inf"), config.time_limit_seconds)
         first_step, started, cpu_started = self.step, time.perf_counter(), time.process_time()
         last_saved = self.step
         bar = None
@@ -318,6 +376,7 @@ class MetaTrainer:
                 tick = time.perf_counter()
                 metrics = self.train_step()
                 metrics["seconds"] = time.perf_counter() - tick
+                self.elapsed_seconds += metrics["seconds"]
                 if writer and (self.step % config.log_every == 0 or self.step == config.num_steps):
                     writer.write(self.step, metrics)
                 if bar is not None:
@@ -327,6 +386,11 @@ class MetaTrainer:
                 if self.step % config.checkpoint_every == 0:
                     self.save()
                     last_saved = self.step
+                if self.consecutive_skipped >= config.max_consecutive_skipped:
+                    raise TrainingError(
+                        f"the last {self.consecutive_skipped} θ-steps were all skipped (non-finite meta-loss or "
+                        f"meta-gradient; see skip_reason in {self.workdir / 'metrics.csv'}); stopped at step "
+                        f"{self.step} (config.max_consecutive_skipped={config.max_consecutive_skipped})")
         finally:
             stop.restore()
             self._pending = None
@@ -338,9 +402,15 @@ class MetaTrainer:
             if bar is not None:
                 bar.close()
             self.checkpointer.close()
+            if self._lock is not None:
+                self._lock.release()
         elapsed = time.perf_counter() - started
         return {"steps": self.step, "skipped": self.skipped, "seconds": elapsed,
                 "steps_per_second": (self.step - first_step) / max(elapsed, 1e-9)}
+
+
+class TrainingError(RuntimeError):
+    """Meta-training cannot go on (e.g. every recent step was skipped)."""
 
 
 class _StopOnTerminate:

@@ -78,3 +78,39 @@ def test_paper_config_falls_back_to_offline_data_and_says_so(capsys, monkeypatch
     assert len(err.strip().splitlines()) == 1
     assert [dict(config)["datasets"] for _, config, _ in family.members] == [("glyphs",)]
     assert family.input_dim == 256 and family.target_dim == 10 + 4  # one-hot + augmentation targets
+
+
+def test_space_form_overrides_are_the_same_as_equals():
+    assert config_lib.parse_overrides(["--config.num_steps", "3", "--config.optimizer.learning_rate=1e-3",
+                                       "--config.schedule.horizon", "(4, 8)"]) == [
+        ("num_steps", "3"), ("optimizer.learning_rate", "1e-3"), ("schedule.horizon", "(4, 8)")]
+    assert quickstart("--config.num_steps", "-0").num_steps == 0
+
+
+@pytest.mark.parametrize("args", [["--config.num_steps"], ["--config.num_steps", "--config.seed=1"]])
+def test_override_without_value_is_one_line(args):
+    with pytest.raises(ConfigError, match=r"^config.num_steps: no value given") as error:
+        config_lib.parse_overrides(args)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--config.checkpoint_keep=0", "config.checkpoint_keep: must be >= 1, got 0"),
+    ("--config.schedule.horizon=(4,2)", "config.schedule.horizon: need 1 <= low <= high, got (4, 2)"),
+    ("--config.schedule.truncation_lengths=(0,)", "config.schedule.truncation_lengths: each value"),
+    ("--config.optimizer.clip_norm=-1", "config.optimizer.clip_norm: must be > 0, got -1.0"),
+    ("--config.schedule.phases=sideways", "config.schedule.phases: 'sideways' is not one of lockstep"),
+])
+def test_training_fields_are_validated_in_resolve(override, message):
+    with pytest.raises(ConfigError) as error:
+        quickstart(override)
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_config_file_errors_name_the_file_and_line(tmp_path):
+    (tmp_path / "syntax.py").write_text("def get_config(:\n")
+    (tmp_path / "raises.py").write_text("def get_config():\n    return {}['nope']\n")
+    with pytest.raises(ConfigError, match=r"syntax.py' line 1: syntax error"):
+        config_lib.load_config_file(str(tmp_path / "syntax.py"))
+    with pytest.raises(ConfigError, match=r"raises.py' line 2: get_config raised KeyError: 'nope'"):
+        config_lib.load_config_file(str(tmp_path / "raises.py"))

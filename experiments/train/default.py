@@ -50,6 +50,12 @@ def get_config(arg=None):
     # Adam on θ after global-norm clipping
     config.optimizer = ml_collections.ConfigDict(dict(learning_rate=3e-3, clip_norm=1.0))
 
+    config.init_theta = ""         # a new run starts from this rule's θ (pretrained:NAME, a rule folder, a workdir)
+    config.init_snapshot = ""      # or continues this snapshot (θ, optimiser, step: `metaplastic snapshot`)
+    config.allow_config_change = False  # resume a workdir whose config.json differs (history kept)
+    config.max_consecutive_skipped = 20  # stop when this many θ-steps in a row were non-finite
+    config.time_limit_seconds = 0.0  # stop (and save) after this much wall-clock time; 0 = none
+
     config.log_every = 1           # θ-steps between metric rows
     config.checkpoint_every = 50   # θ-steps between checkpoints
     config.checkpoint_keep = 3     # checkpoints kept

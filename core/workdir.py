@@ -1,0 +1,91 @@
+"""One run per workdir, and a record of how its θ was trained.
+
+- `WorkdirLock`: an exclusive `fcntl` lock on `<workdir>/.lock`, held while a trainer lives. The
+  kernel drops it when the process dies, so a killed run never leaves the workdir stuck.
+- `check_config`: a resumed run must be the run that was started. Its resolved config is
+  compared with the stored `config.json`; a change is refused with a one-line diff unless
+  `config.allow_config_change` is set, and then the old config is kept in
+  `<workdir>/config_history/` before `config.json` is replaced.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pathlib
+
+from metaplastic.core.ops.files import write_atomic
+
+# fields that may differ between the start and a resume of one run: they change when or how it
+# is run, not what it computes
+RUN_FIELDS = ("num_steps", "log_every", "checkpoint_every", "checkpoint_keep", "compilation_cache",
+              "compilation_cache_dir", "distributed", "allow_config_change", "init_theta", "init_snapshot",
+              "max_consecutive_skipped", "time_limit_seconds")
+
+
+class WorkdirError(RuntimeError):
+    """The workdir cannot be used for this run (in use, or it holds another run)."""
+
+
+class WorkdirLock:
+    def __init__(self, workdir: pathlib.Path):
+        self.path = workdir / ".lock"
+        self._handle = open(self.path, "a+")
+        try:
+            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._handle.seek(0)
+            holder = self._handle.read().strip() or "another process"
+            self._handle.close()
+            raise WorkdirError(f"workdir '{workdir}' is in use by {holder}; one run per workdir") from None
+        self._handle.seek(0)
+        self._handle.truncate()
+        self._handle.write(f"metaplastic train (pid {os.getpid()})")
+        self._handle.flush()
+
+    def release(self) -> None:
+        if not self._handle.closed:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def config_changes(stored: dict, current: dict) -> list[str]:
+    """'field: old -> new' for every field that differs, run fields excepted."""
+    old, new = _flat(stored), _flat(json.loads(json.dumps(current, default=str)))
+    changes = []
+    for field in sorted(set(old) | set(new)):
+        if field.split(".")[0] in RUN_FIELDS:
+            continue
+        if old.get(field, "<absent>") != new.get(field, "<absent>"):
+            changes.append(f"{field}: {old.get(field, '<absent>')!r} -> {new.get(field, '<absent>')!r}")
+    return changes
+
+
+def check_config(workdir: pathlib.Path, config: dict, step: int, allow_change: bool) -> None:
+    """Refuse to resume with another config (one line), or keep the old one in config_history/."""
+    path = workdir / "config.json"
+    if not path.exists():
+        return
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise WorkdirError(f"workdir '{workdir}': config.json is unreadable ({error})") from None
+    changes = config_changes(stored, config)
+    if not changes:
+        return
+    if not allow_change:
+        shown = "; ".join(changes[:4]) + (f"; and {len(changes) - 4} more" if len(changes) > 4 else "")
+        raise WorkdirError(f"workdir '{workdir}' holds a run with another config ({shown}); use another "
+                           "--workdir, or --config.allow_config_change=True to continue this run with it")
+    write_atomic(workdir / "config_history" / f"config.before_step_{step}.json", path.read_bytes())
