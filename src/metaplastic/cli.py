@@ -251,11 +251,7 @@ def check_workdir(workdir: str) -> pathlib.Path:
 def _cmd_plugins(_args, _overrides) -> int:
     from metaplastic.registries import get_registry
 
-    registry = get_registry()
-    rows = [(e.kind, e.name, e.origin, e.module) for e in registry.all_entries()]
-    widths = [max(len(r[i]) for r in rows + [("kind", "name", "origin", "module")]) for i in range(4)]
-    for row in [("kind", "name", "origin", "module")] + rows:
-        print("  ".join(col.ljust(w) for col, w in zip(row, widths)).rstrip())
+    print("\n".join(get_registry().report_lines()))
     return 0
 
 
