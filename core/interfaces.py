@@ -95,8 +95,12 @@ class BaseModel(abc.ABC):
         """Fresh parameters for `arch`."""
 
     @abc.abstractmethod
-    def apply(self, params: Pytree, x: Array) -> list[LayerActivation]:
-        """Per-layer activations for inputs x [B, D]; the last post-activation is the feature u."""
+    def apply(self, params: Pytree, x: Array, statistics: Pytree | None = None) -> list[LayerActivation]:
+        """Per-layer activations for inputs x [B, D]; the last post-activation is the feature u.
+
+        `statistics`: fixed normalisation statistics from `statistics(params, data)` instead of the
+        batch's (only models whose `statistics` returns something need to accept it).
+        """
 
     @abc.abstractmethod
     def layers(self, params: Pytree) -> list[dict]:
@@ -106,8 +110,14 @@ class BaseModel(abc.ABC):
     def from_layers(self, params: Pytree, layers: list[dict]) -> Pytree:
         """`params` with every layer's "w" and "b" replaced by `layers` (as `layers` returns them)."""
 
-    def features(self, params: Pytree, x: Array) -> Array:
-        return self.apply(params, x)[-1].post
+    def statistics(self, params: Pytree, x: Array) -> Pytree | None:
+        """Normalisation statistics of data x [N, D] for `apply(..., statistics=)`; None: the model has none."""
+        return None
+
+    def features(self, params: Pytree, x: Array, statistics: Pytree | None = None) -> Array:
+        if statistics is None:
+            return self.apply(params, x)[-1].post
+        return self.apply(params, x, statistics=statistics)[-1].post
 
     def first_layer_weights(self, params: Pytree) -> Array:
         """[D, units] input weights of the first layer (the filter pictures)."""

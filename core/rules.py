@@ -5,8 +5,18 @@
     model = rule.fit(unlabelled_array, widths=(256, 256, 32), steps=1000)
     features = model.features(unlabelled_array)
 
-A rule on disk is a directory with `rule.json` (the rule's and base model's registry names and fields)
-and `theta.npz` (the flattened meta-parameters). A meta-training workdir is read through its
+`fit` reads data as training does (integer pixels scaled by 1/255, examples flattened) and checks every
+argument. `features` uses the *population* statistics of the data the model was fitted on (up to
+10,000 rows of it), so an example's features do not depend on the other rows passed with it; the
+per-chunk batch statistics of meta-training are `features(x, statistics="batch")`. Population
+statistics need a base model with `statistics(params, x)` and `apply(params, x, statistics=)`; for one
+without them whose features depend on the batch, features use batch statistics, with a warning.
+
+A rule on disk is a directory with `rule.json` (the rule's and base model's registry names and fields,
+`format_version`, the package version, `theta_sha256` and the `input_spec` it was meta-trained on) and
+`theta.npz` (the flattened meta-parameters). `theta_sha256` is the sha256 over θ's leaf names in sorted
+order, each followed by its array's byte count and bytes (C order, little-endian). A rule.json without
+the format fields (older exports) loads unchecked. A meta-training workdir is read through its
 `config.json` and latest Orbax checkpoint.
 """
 
@@ -14,9 +24,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import inspect
 import json
 import os
 import pathlib
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -24,32 +37,160 @@ import ml_collections
 import numpy as np
 
 from metaplastic.core import config as config_lib
+from metaplastic.core.data import to_unit_float
 from metaplastic.core.interfaces import (Architecture, BaseModel, EvaluationError, InnerState, Pytree,
                                          UpdateRule)
 from metaplastic.core.ops.files import save_npz_atomic, write_atomic
 
 PRETRAINED_PREFIX = "pretrained:"
+FORMAT_VERSION = 1
+INPUT_SPEC = {"pixels": "[0, 1]", "layout": "flattened"}
+REQUIRED_KEYS = ("update_rule", "update_rule_config", "base_model", "base_model_config")
+STATISTICS_ROWS = 10_000  # rows of the fitted data the population statistics are computed from
+FEATURE_CHUNK = 1024      # population-statistics features: fixed-size (padded) chunks, one compilation
+STATISTICS = ("population", "batch")
 
+
+# ---------------------------------------------------------------- arguments
+
+def prepare_data(x, flatten: bool = True, input_spec: dict | None = None) -> np.ndarray:
+    """Float32 examples [N, D] (or [N, ...] with flatten=False) as training reads them, or a one-line error."""
+    array = np.asarray(x)
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"data: expected a numeric array, got dtype {array.dtype}")
+    if array.ndim < 2:
+        raise ValueError(f"data: expected an array [examples, ...], got shape {array.shape}")
+    if array.shape[0] == 0 or array[0].size == 0:
+        raise ValueError(f"data: no {'examples' if array.shape[0] == 0 else 'features'} (shape {array.shape})")
+    if array.dtype.kind in "iu":
+        low, high = int(array.min()), int(array.max())
+        if low < 0 or high > 255:
+            raise ValueError(f"data: integer values in [{low}, {high}]; integers are read as 8-bit pixels "
+                             "(0-255, scaled by 1/255): pass floats in [0, 1] instead")
+    array = to_unit_float(array.astype(np.float32) if array.dtype.kind == "b" else array)
+    bad = array.size - int(np.count_nonzero(np.isfinite(array)))
+    if bad:
+        raise ValueError(f"data: {bad} non-finite values")
+    if input_spec and input_spec.get("pixels") == "[0, 1]":
+        low, high = float(array.min()), float(array.max())
+        if low < -1e-3 or high > 1 + 1e-3:
+            warnings.warn(f"data: values in [{low:.3g}, {high:.3g}]; the rule was meta-trained on pixels in "
+                          "[0, 1] (input_spec in its rule.json)", stacklevel=3)
+    return array.reshape(len(array), -1) if flatten else array
+
+
+def _integer(name: str, value, low: int, high: int | None = None, why: str = "") -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or value < low or (high is not None and value > high):
+        expected = f"an integer ≥ {low}" if high is None else f"an integer in [{low}, {high}]"
+        raise ValueError(f"{name}: expected {expected}{why}, got {value!r}")
+    return int(value)
+
+
+def _widths(widths) -> tuple[int, ...]:
+    out = tuple(widths) if isinstance(widths, (tuple, list, np.ndarray)) else ()
+    if not out or any(isinstance(w, (bool, np.bool_)) or not isinstance(w, (int, np.integer)) or w < 1
+                      for w in out):
+        raise ValueError(f"widths: expected a non-empty sequence of integers ≥ 1 (one per layer, top last), "
+                         f"got {widths!r}")
+    return tuple(int(w) for w in out)
+
+
+def _non_finite(tree) -> int:
+    return sum(int(np.size(leaf) - np.count_nonzero(np.isfinite(np.asarray(leaf)))) for leaf in jax.tree.leaves(tree))
+
+
+def theta_sha256(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 over the sorted leaf names of θ, each followed by its byte count and bytes (C order, little-endian)."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = np.asarray(arrays[name])
+        data = np.ascontiguousarray(array.astype(array.dtype.newbyteorder("<"), copy=False)).tobytes()
+        digest.update(name.encode() + b"\0" + str(len(data)).encode() + b"\0" + data)
+    return digest.hexdigest()
+
+
+def theta_arrays(theta: Pytree) -> dict[str, np.ndarray]:
+    leaves, _ = jax.tree_util.tree_flatten_with_path(theta)
+    return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
+
+
+# ---------------------------------------------------------------- features
 
 @dataclasses.dataclass(frozen=True)
 class FittedModel:
-    """A base model trained by a rule; `features` uses batch statistics over chunks of `batch_size`."""
+    """A base model trained by a rule; `features` uses the population `statistics` of the fitted data
+    (None: the model has none; then `batch_dependent` says whether its features depend on the batch)."""
 
     rule: UpdateRule
     state: InnerState
     batch_size: int
+    statistics: Pytree = None
+    batch_dependent: bool = False
 
-    def features(self, x: np.ndarray) -> np.ndarray:
-        x = _flatten(x)
+    def features(self, x, statistics: str = "population") -> np.ndarray:
+        """Features [n, F]; statistics="batch": batch statistics over chunks of `batch_size` rows."""
+        if statistics not in STATISTICS:
+            raise ValueError(f"statistics: expected 'population' or 'batch', got {statistics!r}")
+        x = prepare_data(x)
+        expected = _input_dim(self.rule.base_model, self.state.params)
+        if x.shape[1] != expected:
+            raise ValueError(f"data: expected {expected} features per example (as fitted), got {x.shape[1]}")
+        if statistics == "population" and self.statistics is not None:
+            padded = np.pad(x, ((0, -len(x) % FEATURE_CHUNK), (0, 0)))  # fixed chunk shape: one compilation
+            chunks = [np.asarray(_population_features(self.rule.base_model, self.state.params, self.statistics,
+                                                      jnp.asarray(padded[i:i + FEATURE_CHUNK])))
+                      for i in range(0, len(padded), FEATURE_CHUNK)]
+            return np.concatenate(chunks)[:len(x)]
+        if statistics == "population" and self.batch_dependent:
+            warnings.warn(f"features: base model {type(self.rule.base_model).__name__} normalises with batch "
+                          "statistics and has no statistics(params, x): features use batch statistics over "
+                          f"chunks of {self.batch_size} rows", stacklevel=2)
         chunks = [np.asarray(_features(self.rule, self.state, jnp.asarray(x[i:i + self.batch_size])))
                   for i in range(0, len(x), self.batch_size)]
         return np.concatenate(chunks)
+
+
+def _input_dim(base_model: BaseModel, params) -> int:
+    return int(base_model.layers(params)[0]["w"].shape[0])
 
 
 @functools.partial(jax.jit, static_argnames=("rule",))
 def _features(rule, state, x):
     return rule.features(state, x)
 
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _population_features(model, params, statistics, x):
+    if "statistics" in inspect.signature(model.features).parameters:
+        return model.features(params, x, statistics=statistics)
+    return model.apply(params, x, statistics=statistics)[-1].post
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _statistics(model, params, x):
+    return model.statistics(params, x)
+
+
+def population_statistics(rule: UpdateRule, state: InnerState, data: np.ndarray, seed: int = 0
+                          ) -> tuple[Pytree, bool]:
+    """(the base model's statistics over up to STATISTICS_ROWS rows of `data`, or None; batch_dependent)."""
+    if len(data) > STATISTICS_ROWS:
+        rows = np.random.default_rng(seed).choice(len(data), STATISTICS_ROWS, replace=False)
+        data = data[np.sort(rows)]
+    model = rule.base_model
+    if hasattr(model, "statistics"):
+        statistics = jax.device_get(_statistics(model, state.params, jnp.asarray(data)))
+        if statistics is not None:
+            return statistics, True
+    if len(data) < 4:
+        return None, False
+    four = np.asarray(_features(rule, state, jnp.asarray(data[:4])))[:2]
+    two = np.asarray(_features(rule, state, jnp.asarray(data[:2])))
+    return None, not np.allclose(four, two, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------- rules with θ
 
 @functools.partial(jax.jit, static_argnames=("rule", "steps", "batch_size"))
 def _fit(rule, theta, state, data, key, steps, batch_size):
@@ -62,13 +203,6 @@ def _fit(rule, theta, state, data, key, steps, batch_size):
     return state
 
 
-def _flatten(x) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    if x.ndim < 2:
-        raise ValueError(f"data: expected an array [examples, ...], got shape {x.shape}")
-    return x.reshape(len(x), -1)
-
-
 @dataclasses.dataclass(frozen=True, eq=False)
 class LearnedRule:
     """An update rule with its meta-parameters θ."""
@@ -77,21 +211,51 @@ class LearnedRule:
     theta: Pytree
     description: dict = dataclasses.field(default_factory=dict)
 
+    @property
+    def name(self) -> str:
+        return self.description.get("update_rule") or type(self.rule).__name__
+
     def init(self, input_dim: int, widths: tuple[int, ...], seed: int = 0) -> InnerState:
-        return self.rule.init_inner_state(jax.random.PRNGKey(seed), Architecture(input_dim, tuple(widths)))
+        input_dim = _integer("input_dim", input_dim, 1)
+        return self.rule.init_inner_state(jax.random.PRNGKey(_integer("seed", seed, 0)),
+                                          Architecture(input_dim, _widths(widths)))
+
+    def run(self, x, steps: int = 1000, batch_size: int = 128, seed: int = 0,
+            state: InnerState | None = None, widths=(128, 128, 32)) -> InnerState:
+        """φ after `steps` inner steps on batches of unlabelled `x`, from `state` or a fresh model of `widths`."""
+        return self._run(prepare_data(x, input_spec=self.description.get("input_spec")), steps, batch_size,
+                         seed, state, widths)
+
+    def _run(self, data, steps, batch_size, seed, state, widths) -> InnerState:
+        steps = _integer("steps", steps, 0)
+        batch_size = _integer("batch_size", batch_size, 1, len(data), " (at most the number of examples)")
+        seed = _integer("seed", seed, 0)
+        bad = _non_finite(self.theta)
+        if bad:
+            raise ValueError(f"θ of rule '{self.name}': non-finite ({bad} values)")
+        if state is None:
+            state = self.init(data.shape[1], widths, seed)
+        else:
+            expected = _input_dim(self.rule.base_model, state.params)
+            if data.shape[1] != expected:
+                raise ValueError(f"data: expected {expected} features per example (the input dimension of "
+                                 f"state), got {data.shape[1]}")
+        key = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
+        return _fit(self.rule, self.theta, state, jnp.asarray(data), key, steps, batch_size)
 
     def fit(self, x, widths=(128, 128, 32), steps: int = 1000, batch_size: int = 128, seed: int = 0,
             state: InnerState | None = None) -> FittedModel:
-        """Train a fresh base model (or continue `state`) on unlabelled `x` for `steps` inner steps."""
-        data = _flatten(x)
-        if len(data) < batch_size:
-            raise ValueError(f"data: {len(data)} examples, fewer than batch_size={batch_size}")
-        if state is None:
-            state = self.init(data.shape[1], tuple(widths), seed)
-        key = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
-        state = _fit(self.rule, self.theta, state, jnp.asarray(data), key, int(steps), int(batch_size))
-        return FittedModel(self.rule, state, batch_size)
+        """Train a fresh base model (or continue `state`) on unlabelled `x` for `steps` inner steps.
 
+        Integer pixels are scaled by 1/255; `widths` is ignored when continuing `state`.
+        """
+        data = prepare_data(x, input_spec=self.description.get("input_spec"))
+        state = self._run(data, steps, batch_size, seed, state, widths)
+        statistics, dependent = population_statistics(self.rule, state, data, seed)
+        return FittedModel(self.rule, state, int(batch_size), statistics, dependent)
+
+
+# ---------------------------------------------------------------- saved rules
 
 def _rule_components(rule_name: str, rule_fields: dict, model_name: str, model_fields: dict) -> UpdateRule:
     from metaplastic.registries import get_registry
@@ -105,35 +269,94 @@ def _tuples(fields: dict) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
 
 
+def _package_version() -> str:
+    from metaplastic import __version__
+
+    return __version__
+
+
 def save_rule(directory: str | pathlib.Path, config: dict, theta: Pytree, extra: dict | None = None) -> None:
-    """Write `rule.json` + `theta.npz` for the rule described by a resolved config dict (atomically)."""
+    """Write `rule.json` + `theta.npz` for the rule described by a resolved config dict (atomically).
+
+    rule.json also gets format_version, metaplastic_version, theta_sha256 and input_spec (default
+    INPUT_SPEC; `extra` may give another).
+    """
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    description = {key: config[key] for key in
-                   ("update_rule", "update_rule_config", "base_model", "base_model_config")}
+    description = {key: config[key] for key in REQUIRED_KEYS}
     description.update(extra or {})
-    leaves, _ = jax.tree_util.tree_flatten_with_path(theta)
-    arrays = {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
+    arrays = theta_arrays(theta)
+    description.setdefault("input_spec", dict(INPUT_SPEC))
+    description.update(format_version=FORMAT_VERSION, metaplastic_version=_package_version(),
+                       theta_sha256=theta_sha256(arrays))
     save_npz_atomic(directory / "theta.npz", arrays)
     write_atomic(directory / "rule.json", json.dumps(description, indent=2).encode())
 
 
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _read_description(path: pathlib.Path) -> dict:
+    try:
+        description = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: invalid JSON ({error.msg} at line {error.lineno}, column {error.colno})") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: unreadable ({_first_line(error)})") from None
+    if not isinstance(description, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(description).__name__}")
+    missing = [key for key in REQUIRED_KEYS if key not in description]
+    if missing:
+        raise ValueError(f"{path}: missing key{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    wrong = [key for key in REQUIRED_KEYS if not isinstance(description[key], dict if "config" in key else str)]
+    if wrong:
+        raise ValueError(f"{path}: {wrong[0]} must be a {'JSON object' if 'config' in wrong[0] else 'string'}")
+    version = description.get("format_version")
+    if version is not None:
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ValueError(f"{path}: format_version must be an integer ≥ 1, got {version!r}")
+        if version > FORMAT_VERSION:
+            raise ValueError(f"{path}: format_version {version} is newer than this metaplastic "
+                             f"({_package_version()}) reads ({FORMAT_VERSION}); upgrade metaplastic")
+    return description
+
+
 def _load_directory(directory: pathlib.Path) -> LearnedRule:
-    description = json.loads((directory / "rule.json").read_text())
-    rule = _rule_components(description["update_rule"], description["update_rule_config"],
-                            description["base_model"], description["base_model_config"])
+    json_path, npz_path = directory / "rule.json", directory / "theta.npz"
+    description = _read_description(json_path)
+    try:
+        rule = _rule_components(description["update_rule"], description["update_rule_config"],
+                                description["base_model"], description["base_model_config"])
+    except (ValueError, TypeError, LookupError) as error:
+        raise ValueError(f"{json_path}: {_first_line(error)}") from error
+    if not npz_path.is_file():
+        raise ValueError(f"{npz_path}: missing (a saved rule is rule.json + theta.npz)")
+    try:
+        with np.load(npz_path, allow_pickle=False) as stored:
+            arrays = {name: stored[name] for name in stored.files}
+    except Exception as error:  # a truncated zip fails in many ways (BadZipFile, EOFError, zlib, ValueError)
+        raise ValueError(f"{npz_path}: unreadable, truncated or not an .npz ({_first_line(error)})") from None
+    expected = description.get("theta_sha256")
+    if expected is not None and theta_sha256(arrays) != expected:
+        raise ValueError(f"{npz_path}: sha256 {theta_sha256(arrays)[:16]}… does not match theta_sha256 "
+                         f"{str(expected)[:16]}… in rule.json (θ changed or corrupted)")
     template = rule.init_theta(jax.random.PRNGKey(0))
-    with np.load(directory / "theta.npz") as stored:
-        arrays = dict(stored)
     leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
     restored = []
     for path, leaf in leaves:
         name = jax.tree_util.keystr(path)
         if name not in arrays or arrays[name].shape != leaf.shape:
-            raise ValueError(f"{directory}: θ entry {name} missing or of the wrong shape for rule "
-                             f"'{description['update_rule']}'")
+            found = "missing" if name not in arrays else f"of shape {arrays[name].shape}"
+            raise ValueError(f"{npz_path}: θ entry {name} {found}, rule '{description['update_rule']}' as "
+                             f"configured in rule.json needs shape {tuple(leaf.shape)}")
         restored.append(jnp.asarray(arrays[name], leaf.dtype))
-    return LearnedRule(rule, jax.tree_util.tree_unflatten(treedef, restored), description)
+    theta = jax.tree_util.tree_unflatten(treedef, restored)
+    bad = _non_finite(theta)
+    if bad:
+        raise ValueError(f"{npz_path}: θ of rule '{description['update_rule']}': non-finite ({bad} values)")
+    return LearnedRule(rule, theta, description)
 
 
 # ---------------------------------------------------------------- meta-training workdirs

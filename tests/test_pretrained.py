@@ -1,4 +1,12 @@
+import dataclasses
+import json
+import pathlib
+import re
+import shutil
+
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
@@ -6,8 +14,10 @@ from sklearn.linear_model import LogisticRegression
 
 import metaplastic
 from metaplastic.core import config as config_lib
-from metaplastic.core.rules import load_rule, save_rule
+from metaplastic.core.interfaces import BaseModel, LayerActivation
+from metaplastic.core.rules import LearnedRule, load_rule, save_rule, theta_arrays, theta_sha256
 from metaplastic.core.trainer import MetaTrainer
+from metaplastic.plugins.pretrained_rules.shipped import SHIPPED
 from metaplastic.registries import get_registry
 
 
@@ -51,5 +61,195 @@ def test_save_load_round_trip_from_workdir(tmp_path):
     one = from_folder.fit(x, widths=(16, 8), steps=3, batch_size=16, seed=4).features(x)
     two = from_workdir.fit(x, widths=(16, 8), steps=3, batch_size=16, seed=4).features(x)
     np.testing.assert_array_equal(one, two)
-    with pytest.raises(ValueError, match="fewer than batch_size"):
+    with pytest.raises(ValueError, match=re.escape("batch_size: expected an integer in [1, 4] (at most the number")):
         from_folder.fit(x[:4], widths=(16, 8), steps=1, batch_size=16)
+    saved = json.loads((tmp_path / "saved" / "rule.json").read_text())
+    assert saved["format_version"] == 1 and saved["metaplastic_version"] == metaplastic.__version__
+    assert saved["input_spec"] == {"pixels": "[0, 1]", "layout": "flattened"}
+    assert saved["theta_sha256"] == theta_sha256(theta_arrays(trainer.theta))
+
+
+# ---------------------------------------------------------------- numbers you can trust
+
+class _Normalised(nn.Module):
+    widths: tuple[int, ...]
+
+    @nn.compact
+    def __call__(self, x, statistics=None):
+        outputs = []
+        for i, units in enumerate(self.widths):
+            z = nn.Dense(units, use_bias=False, kernel_init=nn.initializers.normal(0.1), name=f"layer_{i}")(x)
+            if statistics is None:
+                mean, var = z.mean(0), z.var(0)
+                self.sow("intermediates", "statistics", {"mean": mean, "var": var})
+            else:
+                mean, var = statistics[i]["mean"], statistics[i]["var"]
+            pre = (z - mean) * jax.lax.rsqrt(var + 1e-6) + self.param(f"b_{i}", nn.initializers.zeros, (units,))
+            x = nn.relu(pre)
+            outputs.append(LayerActivation(pre, x))
+        return outputs
+
+
+@dataclasses.dataclass(frozen=True)
+class StatisticsMLP(BaseModel):
+    """Dense → batch normalisation → offset → relu, with the optional statistics API."""
+
+    with_statistics: bool = True
+
+    def _net(self, params):
+        return _Normalised(tuple(params[f"layer_{i}"]["kernel"].shape[1] for i in range(self._depth(params))))
+
+    @staticmethod
+    def _depth(params):
+        return sum(key.startswith("layer_") for key in params)
+
+    def init(self, key, arch):
+        return _Normalised(arch.widths).init(key, jnp.zeros((2, arch.input_dim)))["params"]
+
+    def apply(self, params, x, statistics=None):
+        return self._net(params).apply({"params": params}, x, statistics)
+
+    def statistics(self, params, x):
+        if not self.with_statistics:
+            return None
+        _, state = self._net(params).apply({"params": params}, x, mutable=["intermediates"])
+        return [state["intermediates"]["statistics"][i] for i in range(self._depth(params))] \
+            if "statistics" in state["intermediates"] else None
+
+    def layers(self, params):
+        return [{"w": params[f"layer_{i}"]["kernel"], "b": params[f"b_{i}"]} for i in range(self._depth(params))]
+
+    def from_layers(self, params, layers):
+        out = {}
+        for i, layer in enumerate(layers):
+            out[f"layer_{i}"], out[f"b_{i}"] = {"kernel": layer["w"]}, layer["b"]
+        return out
+
+
+def simple_local_on(model: BaseModel) -> LearnedRule:
+    shipped = load_rule("pretrained:glyphs-v2")
+    return LearnedRule(dataclasses.replace(shipped.rule, base_model=model), shipped.theta, shipped.description)
+
+
+DIGITS = (load_digits().data / 16.0).astype(np.float32)
+
+
+def test_features_use_population_statistics_of_the_fitted_data():
+    model = simple_local_on(StatisticsMLP()).fit(DIGITS[:600], widths=(24, 12), steps=5, batch_size=64)
+    assert model.statistics is not None
+    everything = model.features(DIGITS[:600])
+    np.testing.assert_array_equal(model.features(DIGITS[:129])[128], everything[128])  # rows are independent
+    single = np.stack([model.features(DIGITS[i:i + 1])[0] for i in (3, 7)])
+    np.testing.assert_array_equal(single, everything[[3, 7]])
+    assert np.abs(single[0] - single[1]).max() > 1e-3  # one example is not a constant vector
+    # the statistics are those of the fitted data: the same as normalising over all 600 rows at once
+    whole = model.rule.base_model.apply(model.state.params, jnp.asarray(DIGITS[:600]))[-1].post
+    np.testing.assert_allclose(everything, np.asarray(whole), rtol=1e-4, atol=1e-5)
+    unseen = model.features(DIGITS[600:700])  # other data: the fitted statistics, not its own
+    assert not np.allclose(unseen, model.rule.base_model.apply(model.state.params, jnp.asarray(DIGITS[600:700]))[-1].post)
+    # batch statistics stay available, and then the batch matters
+    batch = model.features(DIGITS[:129], statistics="batch")
+    assert not np.allclose(batch[128], model.features(DIGITS[:600], statistics="batch")[128])
+    with pytest.raises(ValueError, match="statistics: expected 'population' or 'batch'"):
+        model.features(DIGITS[:4], statistics="running")
+
+
+def test_a_batch_normalised_model_without_statistics_falls_back_to_batch_statistics_with_a_warning():
+    model = simple_local_on(StatisticsMLP(with_statistics=False)).fit(DIGITS[:300], widths=(8,), steps=2, batch_size=64)
+    assert model.statistics is None and model.batch_dependent
+    with pytest.warns(UserWarning, match="normalises with batch statistics"):
+        features = model.features(DIGITS[:300])
+    np.testing.assert_array_equal(features, model.features(DIGITS[:300], statistics="batch"))
+
+
+def test_fit_reads_integer_pixels_as_training_does():
+    rule = load_rule("pretrained:glyphs-v1")
+    pixels = np.random.default_rng(0).integers(0, 256, size=(64, 8, 8), dtype=np.uint8)
+    as_float = pixels.astype(np.float32) * np.float32(1 / 255)
+    a = rule.fit(pixels, widths=(16, 8), steps=3, batch_size=16).features(pixels)
+    b = rule.fit(as_float, widths=(16, 8), steps=3, batch_size=16).features(as_float)
+    np.testing.assert_array_equal(a, b)
+
+
+def _fit_error(rule, **kwargs) -> str:
+    args = dict(x=np.random.default_rng(0).uniform(size=(32, 64)).astype(np.float32), widths=(8,), steps=1,
+                batch_size=8) | kwargs
+    with pytest.raises(ValueError) as excinfo:
+        rule.fit(**args)
+    assert "\n" not in str(excinfo.value)
+    return str(excinfo.value)
+
+
+def test_fit_arguments_are_checked_in_one_line():
+    rule = load_rule("pretrained:glyphs-v2")
+    nan = np.random.default_rng(0).uniform(size=(32, 64))
+    nan[[1, 4, 9], 3] = [np.nan, np.inf, -np.inf]
+    assert _fit_error(rule, x=nan) == "data: 3 non-finite values"
+    assert _fit_error(rule, x=np.zeros((0, 64))).startswith("data: no examples")
+    assert _fit_error(rule, x=np.arange(10)).startswith("data: expected an array [examples, ...]")
+    assert _fit_error(rule, x=np.full((32, 4), 300)).startswith("data: integer values in [300, 300]")
+    assert _fit_error(rule, steps=-1) == "steps: expected an integer ≥ 0, got -1"
+    assert _fit_error(rule, steps=2.5) == "steps: expected an integer ≥ 0, got 2.5"
+    assert _fit_error(rule, batch_size=0).startswith("batch_size: expected an integer in [1, 32]")
+    assert _fit_error(rule, batch_size=33).startswith("batch_size: expected an integer in [1, 32]")
+    assert _fit_error(rule, widths=()).startswith("widths: expected a non-empty sequence of integers ≥ 1")
+    assert _fit_error(rule, widths=(8, 0)).startswith("widths: expected a non-empty sequence of integers ≥ 1")
+    state = rule.init(100, (8,))
+    assert _fit_error(rule, state=state) == ("data: expected 100 features per example (the input dimension of "
+                                             "state), got 64")
+    broken = LearnedRule(rule.rule, jax.tree.map(lambda a: a * np.nan, rule.theta), rule.description)
+    assert _fit_error(broken).startswith("θ of rule 'simple_local': non-finite")
+
+
+@pytest.fixture
+def saved_rule(tmp_path):
+    source = pathlib.Path(SHIPPED) / "glyphs-v2"
+    target = tmp_path / "rule"
+    shutil.copytree(source, target)
+    return target
+
+
+def _load_error(path) -> str:
+    with pytest.raises(ValueError) as excinfo:
+        load_rule(path)
+    assert "\n" not in str(excinfo.value)
+    return str(excinfo.value)
+
+
+def test_broken_rule_folders_say_which_file_is_wrong(saved_rule):
+    npz, rule_json = saved_rule / "theta.npz", saved_rule / "rule.json"
+    good_npz, good_json = npz.read_bytes(), rule_json.read_text()
+    description = json.loads(good_json)
+
+    npz.write_bytes(good_npz[: len(good_npz) // 2])
+    assert _load_error(saved_rule).startswith(f"{npz}: unreadable, truncated or not an .npz")
+    npz.write_bytes(good_npz)
+
+    rule_json.write_text(good_json[:-20])
+    assert _load_error(saved_rule).startswith(f"{rule_json}: invalid JSON")
+    rule_json.write_text(json.dumps({k: v for k, v in description.items() if k != "base_model"}))
+    assert _load_error(saved_rule) == f"{rule_json}: missing key base_model"
+    rule_json.write_text(json.dumps(description | {"update_rule": "simple_locl"}))
+    assert _load_error(saved_rule).startswith(f"{rule_json}: unknown update_rule 'simple_locl'")
+    rule_json.write_text(json.dumps(description | {"format_version": 2}))
+    assert _load_error(saved_rule).startswith(f"{rule_json}: format_version 2 is newer than this metaplastic")
+    rule_json.write_text(json.dumps(description | {"theta_sha256": "0" * 64}))
+    assert _load_error(saved_rule).startswith(f"{npz}: sha256 {description['theta_sha256'][:16]}… does not match")
+    rule_json.write_text(json.dumps(description | {"update_rule_config": {"hidden": 8, "max_inner_lr": 0.1}}))
+    assert _load_error(saved_rule).startswith(f"{npz}: θ entry ['unit_net']['Dense_0']['bias'] of shape (16,)")
+
+    old = {k: v for k, v in description.items()
+           if k not in ("format_version", "metaplastic_version", "theta_sha256", "input_spec")}
+    rule_json.write_text(json.dumps(old))  # an export from before the format fields: loads unchecked
+    np.testing.assert_array_equal(load_rule(saved_rule).theta["lr_logit"], load_rule("pretrained:glyphs-v2").theta["lr_logit"])
+
+
+@pytest.mark.parametrize("name", ["glyphs-v1", "glyphs-v2"])
+def test_shipped_rules_carry_format_fields_and_a_model_card(name):
+    folder = pathlib.Path(SHIPPED) / name
+    description = json.loads((folder / "rule.json").read_text())
+    assert description["format_version"] == 1 and description["input_spec"]["pixels"] == "[0, 1]"
+    with np.load(folder / "theta.npz") as stored:
+        assert description["theta_sha256"] == theta_sha256(dict(stored))
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert f"{description['meta_training_steps']:,}" in card and "Fashion-MNIST" in card

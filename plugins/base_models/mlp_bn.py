@@ -29,9 +29,13 @@ ACTIVATIONS = {
 }
 
 
-def batch_normalise(z: jax.Array, eps: float = 1e-6) -> jax.Array:
-    mean = jnp.mean(z, axis=0, keepdims=True)
-    var = jnp.mean(jnp.square(z - mean), axis=0, keepdims=True)
+def batch_normalise(z: jax.Array, eps: float = 1e-6, statistics: dict | None = None) -> jax.Array:
+    """Normalise with the batch's mean and variance, or with fixed `statistics` {"mean", "var"}."""
+    if statistics is None:
+        mean = jnp.mean(z, axis=0, keepdims=True)
+        var = jnp.mean(jnp.square(z - mean), axis=0, keepdims=True)
+    else:
+        mean, var = statistics["mean"], statistics["var"]
     return (z - mean) * jax.lax.rsqrt(var + eps)
 
 
@@ -42,10 +46,14 @@ class _BatchNormLayer(nn.Module):
     bias_std: float
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, statistics=None):
         w = self.param("w", nn.initializers.truncated_normal(self.weight_std), (x.shape[-1], self.units))
         b = self.param("b", nn.initializers.truncated_normal(self.bias_std), (self.units,))
-        pre = batch_normalise(x @ w) + b
+        z = x @ w
+        if statistics is None and self.is_mutable_collection("intermediates"):
+            mean = jnp.mean(z, axis=0)
+            self.sow("intermediates", "statistics", {"mean": mean, "var": jnp.mean(jnp.square(z - mean), axis=0)})
+        pre = batch_normalise(z, statistics=statistics) + b
         return LayerActivation(pre, ACTIVATIONS[self.activation](pre))
 
 
@@ -56,10 +64,11 @@ class _MLP(nn.Module):
     bias_std: float
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, statistics=None):
         outputs = []
         for i, units in enumerate(self.widths):
-            out = _BatchNormLayer(units, self.activation, self.weight_std, self.bias_std, name=f"layer_{i}")(x)
+            out = _BatchNormLayer(units, self.activation, self.weight_std, self.bias_std, name=f"layer_{i}")(
+                x, None if statistics is None else statistics[i])
             outputs.append(out)
             x = out.post
         return outputs
@@ -83,9 +92,16 @@ class MLPBatchNorm(BaseModel):
         x = jnp.zeros((2, arch.input_dim), jnp.float32)
         return self._module(arch.widths).init(key, x)["params"]
 
-    def apply(self, params, x):
-        widths = tuple(params[f"layer_{i}"]["b"].shape[0] for i in range(len(params)))
-        return self._module(widths).apply({"params": params}, x)
+    def _widths(self, params) -> tuple[int, ...]:
+        return tuple(params[f"layer_{i}"]["b"].shape[0] for i in range(len(params)))
+
+    def apply(self, params, x, statistics=None):
+        return self._module(self._widths(params)).apply({"params": params}, x, statistics)
+
+    def statistics(self, params, x):
+        """Each layer's mean and variance of x @ W over the data x (population statistics)."""
+        _, state = self._module(self._widths(params)).apply({"params": params}, x, mutable=["intermediates"])
+        return [state["intermediates"][f"layer_{i}"]["statistics"][0] for i in range(len(params))]
 
     def layers(self, params) -> list[dict]:
         return [params[f"layer_{i}"] for i in range(len(params))]
