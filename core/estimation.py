@@ -8,6 +8,7 @@ around a base model; the maths here knows nothing of tasks.
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -134,3 +135,38 @@ def select_pairs(keep: jax.Array, new: Pytree, fallback: Pytree) -> Pytree:
     def pick(a, b):
         return jnp.where(keep.reshape(keep.shape + (1,) * (a.ndim - keep.ndim)), a, b)
     return jax.tree.map(pick, new, fallback)
+
+
+class CarriedPairs(NamedTuple):
+    """One truncation of θ's trajectory and of antithetic pairs that carry their own states."""
+
+    inner: InnerState    # θ's next states [T, ...]
+    positive: InnerState  # next states of θ + ε [T, pairs, ...]
+    negative: InnerState  # next states of θ − ε [T, pairs, ...]
+    losses: jax.Array     # θ's losses [T, K]
+    loss_pos: jax.Array   # mean loss over the truncation [T, pairs]
+    loss_neg: jax.Array   # [T, pairs]
+    usable: jax.Array     # [T, pairs]: the pair's losses and states are finite
+
+
+def unroll_carried_pairs(unroll: TruncatedUnroll, theta: Pytree, eps: Pytree, inner: InnerState,
+                         positive: InnerState, negative: InnerState, data, task_keys: jax.Array) -> CarriedPairs:
+    """θ from `inner`, θ + ε from `positive` and θ − ε from `negative`, in one vectorised scan
+    (PES and NRES: pairs whose states persist over the horizon)."""
+    num_pairs = jax.tree.leaves(positive)[0].shape[1]
+    starts = jax.tree.map(lambda mean, pos, neg: jnp.concatenate([mean[:, None], pos, neg], axis=1),
+                          inner, positive, negative)
+    states, losses = unroll_population(unroll, population(theta, eps), starts, data, task_keys,
+                                       shared_start=False)
+    next_inner, pos, neg = split_population(states, num_pairs)
+    losses, loss_pos, loss_neg = split_population(losses, num_pairs)  # [T, K], [T, pairs, K] x2
+    loss_pos, loss_neg = jnp.mean(loss_pos, -1), jnp.mean(loss_neg, -1)
+    usable = (jnp.isfinite(loss_pos) & jnp.isfinite(loss_neg)
+              & tree_finite_per_pair(pos) & tree_finite_per_pair(neg))
+    return CarriedPairs(next_inner, pos, neg, losses, loss_pos, loss_neg, usable)
+
+
+def pair_loss_gap(run: CarriedPairs) -> jax.Array:
+    """How far the usable pairs' trajectories have drifted from θ's own, in meta-loss."""
+    gap = jnp.where(run.usable, (run.loss_pos + run.loss_neg) / 2 - jnp.mean(run.losses, -1, keepdims=True), 0.0)
+    return jnp.sum(gap) / jnp.maximum(jnp.sum(run.usable), 1)

@@ -1,5 +1,6 @@
 """A finished study's results: mean ± standard error over seeds, the primary method against each
-baseline paired by seed, results.json / results.csv / report.md, and the pictures."""
+baseline paired by seed, results.json / results.csv / report.md, and the pictures (drawn by
+`pictures`)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import io
 import json
 import math
 import pathlib
+import re
 
 import numpy as np
 
+from metaplastic.core.evaluation.pictures import make_pictures, readable_dataset_name
 from metaplastic.core.ops.files import write_atomic
 
 SUMMARY_FIELDS = ("dataset", "arch", "depth", "width", "steps", "shots", "readout", "method",
@@ -103,7 +106,26 @@ FEATURE_NOTE = ("Features use batch statistics: labelled and test examples pass 
 
 
 def _fmt(mean, se):
-    return f"{mean:.3f} ± {se:.3f}" if se == se else f"{mean:.3f}"
+    """'0.812 ± 0.013'; one seed (no standard error, nan): '0.812'; a standard error that rounds to
+    zero: '0.812 ± <0.001' (never '± 0.000')."""
+    if se != se:
+        return f"{mean:.3f}"
+    if se < 0.0005:
+        return f"{mean:.3f} ± <0.001"
+    return f"{mean:.3f} ± {se:.3f}"
+
+
+def _count_text(counts) -> str:
+    """{5} → '5'; {3, 5} → '3–5'."""
+    counts = sorted(set(counts))
+    if not counts:
+        return "0"
+    return str(counts[0]) if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+
+
+def _used_dataset(status: str) -> str | None:
+    match = re.match(r"ok: '([^']+)'", status)
+    return match.group(1) if match else None
 
 
 def _varying(summary, fields):
@@ -115,14 +137,18 @@ def report_markdown(config, results) -> str:
     lines = [f"# Evaluation: {config.name}", ""]
     if config.description:
         lines += [config.description, ""]
-    lines += [f"Test accuracy, mean ± standard error over {config.seeds} seeds (each seed: its own input "
+    over = (f"mean ± standard error over {config.seeds} seeds" if config.seeds > 1 else
+            "one seed, so no standard error")
+    lines += [f"Test accuracy, {over} (each seed: its own input "
               "permutation, data order, initialisation, labelled examples and test subset). "
               f"Unsupervised batch size {config.batch_size}; representation width {config.top_width}; "
               f"readouts: {', '.join(config.readouts)} (ridge λ={config.ridge_lambda}, logistic C="
               f"{config.logistic_c} on standardised features).", "", FEATURE_NOTE, "", "## Methods", ""]
     lines += [f"- **{label}**: {text}" for label, text in results["methods"].items()]
     lines += ["", "## Datasets", ""]
-    lines += [f"- **{label}**: {text}" for label, text in results["datasets"].items()]
+    for label, text in results["datasets"].items():
+        spec = config.datasets[label] if label in config.datasets else None
+        lines.append(f"- **{label}** — {readable_dataset_name(label, spec, _used_dataset(text))}: {text}")
     for title, name in results["pictures"].items():
         lines += ["", f"## {title}", "", f"![{title}]({name})"]
     lines += ["", "## Results", ""]
@@ -149,147 +175,26 @@ def report_markdown(config, results) -> str:
                 name = f"**{method}**" if method == primary else method
                 lines.append(f"| {name} | " + " | ".join(cells) + " |")
             lines.append("")
+    counts = [c["n"] for c in comparisons]
+    rule = ("'wins'/'loses' when the mean difference exceeds two standard errors"
+            + ("; with one seed there is no standard error, so a verdict is the sign of one difference"
+               if min(counts, default=0) <= 1 else ""))
     lines += [f"## {primary} against each baseline", "",
-              "Paired by seed; 'wins'/'loses' when the mean difference exceeds two standard errors.", "",
-              "| baseline | wins | ties | loses |", "|---|---|---|---|"]
+              f"Paired by seed, n = {_count_text(counts)} seed{'s' if max(counts, default=0) != 1 else ''} "
+              f"per comparison; {rule}.", "",
+              "| baseline | seeds (n) | wins | ties | loses |", "|---|---|---|---|---|"]
     for baseline in dict.fromkeys(c["baseline"] for c in comparisons):
-        verdicts = [c["verdict"] for c in comparisons if c["baseline"] == baseline]
-        lines.append(f"| {baseline} | {verdicts.count('wins')} | {verdicts.count('ties')} | "
-                     f"{verdicts.count('loses')} |")
+        mine = [c for c in comparisons if c["baseline"] == baseline]
+        verdicts = [c["verdict"] for c in mine]
+        lines.append(f"| {baseline} | {_count_text(c['n'] for c in mine)} | {verdicts.count('wins')} | "
+                     f"{verdicts.count('ties')} | {verdicts.count('loses')} |")
     losses = [c for c in comparisons if c["verdict"] == "loses"]
     lines += ["", f"### Where {primary} loses", ""]
     if not losses:
-        lines.append("Nowhere by more than two standard errors.")
+        lines.append("Nowhere by more than two standard errors." if min(counts, default=2) > 1
+                     else "Nowhere.")
     for c in losses:
         lines.append(f"- to **{c['baseline']}** on {c['dataset']} ({c['arch']}, {c['steps']} steps, "
                      f"{c['shots']} shots, {c['readout']}): {c['primary_mean']:.3f} vs "
                      f"{c['baseline_mean']:.3f} (difference {_fmt(c['difference'], c['se'])})")
     return "\n".join(lines) + "\n"
-
-
-def _main_value(values, preferred):
-    values = sorted(set(values))
-    return preferred if preferred in values else values[-1]
-
-
-def make_pictures(config, workdir, summary, records, methods, datasets, store) -> dict[str, str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    pictures = {}
-    method_order = list(methods)
-    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(method_order)}
-    readouts = tuple(config.readouts)
-    main_shots = _main_value([r["shots"] for r in summary], config.main_shots)
-    main_steps = max(r["steps"] for r in summary)
-    archs = list(dict.fromkeys(r["arch"] for r in summary))
-    main_arch = archs[0]
-    dataset_order = list(dict.fromkeys(r["dataset"] for r in summary))
-
-    def rows(**match):
-        return [r for r in summary if all(r[k] == v for k, v in match.items())]
-
-    def save(fig, name, title):
-        if not fig.legends:
-            fig.tight_layout()
-        fig.savefig(workdir / name, dpi=110)
-        plt.close(fig)
-        pictures[title] = name
-
-    if len(dataset_order) > 1:
-        fig, axes = plt.subplots(1, len(readouts), figsize=(max(6, 1.6 * len(dataset_order)) * len(readouts), 4),
-                                 squeeze=False)
-        width = 0.8 / len(method_order)
-        for ax, readout in zip(axes[0], readouts):
-            for i, method in enumerate(method_order):
-                values = [rows(dataset=d, method=method, readout=readout, shots=main_shots,
-                               steps=main_steps, arch=main_arch) for d in dataset_order]
-                means = [v[0]["mean"] if v else np.nan for v in values]
-                errs = [v[0]["se"] if v else 0 for v in values]
-                ax.bar(np.arange(len(dataset_order)) + (i - (len(method_order) - 1) / 2) * width, means,
-                       width, yerr=errs, capsize=2, label=method, color=colours[method])
-            ax.set_xticks(np.arange(len(dataset_order)), dataset_order, rotation=20)
-            ax.set_ylabel("test accuracy")
-            ax.set_title(f"{readout} readout, {main_shots} shots, {main_steps} steps, {main_arch}")
-        handles, labels = axes[0][0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
-        fig.tight_layout(rect=(0, 0.07, 1, 1))
-        save(fig, "datasets.png", "Accuracy over datasets")
-
-    def curves(field, name, title, log=True, fixed=None):
-        fixed = fixed or {}
-        fig, axes = plt.subplots(len(readouts), len(dataset_order),
-                                 figsize=(4.5 * len(dataset_order), 3.5 * len(readouts)), squeeze=False)
-        for row, readout in enumerate(readouts):
-            for col, dataset in enumerate(dataset_order):
-                ax = axes[row][col]
-                for method in method_order:
-                    points = sorted((r[field], r["mean"], r["se"]) for r in
-                                    rows(dataset=dataset, method=method, readout=readout, **fixed))
-                    if points:
-                        x, m, s = map(np.asarray, zip(*points))
-                        ax.errorbar(x, m, yerr=np.nan_to_num(s), marker="o", ms=3, capsize=2,
-                                    label=method, color=colours[method])
-                if log:
-                    ax.set_xscale("symlog" if any(r[field] == 0 for r in summary) else "log")
-                ax.set_xlabel(field)
-                ax.set_ylabel("test accuracy")
-                ax.set_title(f"{dataset}, {readout}", fontsize=9)
-        axes[0][0].legend(fontsize=7)
-        save(fig, name, title)
-
-    if len({r["steps"] for r in summary}) > 1:
-        curves("steps", "steps.png", "Accuracy over unsupervised steps",
-               fixed={"shots": main_shots, "arch": main_arch})
-    if len({r["shots"] for r in summary}) > 1:
-        curves("shots", "shots.png", "Accuracy over labelled examples per class",
-               fixed={"steps": main_steps, "arch": main_arch})
-    if len(archs) > 1:
-        depths = [r["depth"] for r in summary]
-        widths = [r["width"] for r in summary]
-        ref_width = max(set(widths), key=widths.count)
-        ref_depth = max(set(depths), key=depths.count)
-        fixed = {"shots": main_shots, "steps": main_steps}
-        if len({r["depth"] for r in rows(width=ref_width)}) > 1:
-            curves("depth", "depth.png", f"Accuracy over depth (width {ref_width})", log=False,
-                   fixed={**fixed, "width": ref_width})
-        if len({r["width"] for r in rows(depth=ref_depth)}) > 1:
-            curves("width", "width.png", f"Accuracy over width (depth {ref_depth})",
-                   fixed={**fixed, "depth": ref_depth})
-
-    tiles = _filter_tiles(records, datasets, main_shots, main_steps, main_arch, method_order, store,
-                          config.filters_dataset)
-    if tiles:
-        dataset, shape, rows_ = tiles
-        columns = min(16, max(w.shape[1] for _, w in rows_))
-        fig, axes = plt.subplots(len(rows_), columns, figsize=(0.8 * columns + 1.5, 0.85 * len(rows_) + 0.4),
-                                 squeeze=False)
-        for (label, weights), ax_row in zip(rows_, axes):
-            for j, ax in enumerate(ax_row):
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if j < weights.shape[1]:
-                    tile = weights[:, j].reshape(shape)
-                    limit = np.abs(tile).max() + 1e-12
-                    ax.imshow(tile, cmap="RdBu_r", vmin=-limit, vmax=limit)
-            ax_row[0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=7)
-        fig.suptitle(f"first-layer filters, {dataset}, {main_steps} steps, seed 0", fontsize=9)
-        save(fig, "filters.png", "First-layer filters")
-    return pictures
-
-
-def _filter_tiles(records, datasets, shots, steps, arch, method_order, store, preferred):
-    order = sorted(datasets, key=lambda label: label != preferred)
-    for dataset in order:
-        data = datasets[dataset][1]
-        if data.image_shape is None:
-            continue
-        found = {r["method"]: r["filters"] for r in records
-                 if r["dataset"] == dataset and r["seed"] == 0 and r["steps"] == steps
-                 and r["shots"] == shots and r["arch"] == arch and r.get("filters")}
-        rows = [(m, store.filters(found[m])) for m in method_order if m in found]
-        if rows:
-            return dataset, data.image_shape, rows
-    return None

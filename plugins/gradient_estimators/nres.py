@@ -67,9 +67,9 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from metaplastic.core.estimation import (advance, es_combine, fresh_state, per_pair, population,
-                                         sample_perturbations, select_pairs, split_keys, split_population,
-                                         tree_finite_per_pair, unroll_population, validate_es_fields)
+from metaplastic.core.estimation import (advance, es_combine, fresh_state, pair_loss_gap, per_pair,
+                                         sample_perturbations, select_pairs, split_keys, unroll_carried_pairs,
+                                         validate_es_fields)
 from metaplastic.core.interfaces import GradientEstimator, InnerState, Pytree
 from metaplastic.core.unroll import TruncatedUnroll
 from metaplastic.registries import hookimpl
@@ -87,24 +87,15 @@ def _nres_step(estimator: "NRES", theta, inner, pairs: NRESPairs, data, key):
     num_tasks, num_pairs = data.unlabeled.shape[0], estimator.num_pairs
     _, task_keys = split_keys(key, num_tasks)  # the unroll keys the sibling estimators use
     eps = pairs.perturbation
-    starts = jax.tree.map(lambda mean, pos, neg: jnp.concatenate([mean[:, None], pos, neg], axis=1),
-                          inner, pairs.positive, pairs.negative)
-    states, losses = unroll_population(estimator.unroll, population(theta, eps), starts, data, task_keys,
-                                       shared_start=False)
-    next_inner, pos, neg = split_population(states, num_pairs)
-    losses, loss_pos, loss_neg = split_population(losses, num_pairs)  # [T, K], [T, pairs, K] x2
-    loss_pos, loss_neg = jnp.mean(loss_pos, -1), jnp.mean(loss_neg, -1)
-    usable = (jnp.isfinite(loss_pos) & jnp.isfinite(loss_neg)
-              & tree_finite_per_pair(pos) & tree_finite_per_pair(neg))
-    grad, metrics = es_combine(eps, loss_pos, loss_neg, usable, estimator.std, estimator.max_loss_diff)
-    restart = per_pair(next_inner, num_pairs)
-    next_pairs = NRESPairs(positive=select_pairs(usable, pos, restart),
-                           negative=select_pairs(usable, neg, restart),
+    run = unroll_carried_pairs(estimator.unroll, theta, eps, inner, pairs.positive, pairs.negative, data, task_keys)
+    grad, metrics = es_combine(eps, run.loss_pos, run.loss_neg, run.usable, estimator.std, estimator.max_loss_diff)
+    restart = per_pair(run.inner, num_pairs)
+    next_pairs = NRESPairs(positive=select_pairs(run.usable, run.positive, restart),
+                           negative=select_pairs(run.usable, run.negative, restart),
                            perturbation=eps)
-    # how far the pairs' trajectories have drifted from θ's own, in meta-loss
-    gap = jnp.where(usable, (loss_pos + loss_neg) / 2 - jnp.mean(losses, -1, keepdims=True), 0.0)
-    metrics.update(meta_loss=jnp.mean(losses), meta_loss_last=jnp.mean(losses[:, -1]),
-                   nres_pair_loss_gap=jnp.sum(gap) / jnp.maximum(jnp.sum(usable), 1))
+    metrics.update(meta_loss=jnp.mean(run.losses), meta_loss_last=jnp.mean(run.losses[:, -1]),
+                   nres_pair_loss_gap=pair_loss_gap(run))
+    next_inner = run.inner
     return grad, next_inner, next_pairs, metrics
 
 

@@ -31,8 +31,8 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from metaplastic.core.estimation import (advance, es_combine, fresh_state, population, sample_perturbations,
-                                         split_keys, split_population, tree_finite_per_pair, unroll_population,
+from metaplastic.core.estimation import (advance, es_combine, fresh_state, pair_loss_gap, per_pair,
+                                         sample_perturbations, select_pairs, split_keys, unroll_carried_pairs,
                                          validate_es_fields)
 from metaplastic.core.interfaces import GradientEstimator, InnerState, Pytree
 from metaplastic.core.unroll import TruncatedUnroll
@@ -46,44 +46,23 @@ class PESPairs:
     accumulator: Pytree   # θ-shaped leaves [T, pairs, ...]
 
 
-def _per_pair(tree: Pytree, num_pairs: int) -> Pytree:
-    """[T, ...] -> [T, pairs, ...] copies."""
-    return jax.tree.map(lambda x: jnp.repeat(jnp.expand_dims(x, 1), num_pairs, axis=1), tree)
-
-
-def _select_pairs(keep: jax.Array, new: Pytree, fallback: Pytree) -> Pytree:
-    """Per [T, pairs] entry: `new` where keep, else `fallback` (leaves [T, pairs, ...])."""
-    def pick(a, b):
-        return jnp.where(keep.reshape(keep.shape + (1,) * (a.ndim - keep.ndim)), a, b)
-    return jax.tree.map(pick, new, fallback)
-
-
 @functools.partial(jax.jit, static_argnames=("estimator",))
 def _pes_step(estimator: "PES", theta, inner, pairs: PESPairs, data, key):
     num_tasks, num_pairs = data.unlabeled.shape[0], estimator.num_pairs
     perturbation_key, task_keys = split_keys(key, num_tasks)
     eps = sample_perturbations(theta, perturbation_key, estimator.std, num_tasks, num_pairs)
     accumulator = jax.tree.map(jnp.add, pairs.accumulator, eps)
-    starts = jax.tree.map(lambda mean, pos, neg: jnp.concatenate([mean[:, None], pos, neg], axis=1),
-                          inner, pairs.positive, pairs.negative)
-    states, losses = unroll_population(estimator.unroll, population(theta, eps), starts, data, task_keys,
-                                       shared_start=False)
-    next_inner, pos, neg = split_population(states, num_pairs)
-    losses, loss_pos, loss_neg = split_population(losses, num_pairs)  # [T, K], [T, pairs, K] x2
-    loss_pos, loss_neg = jnp.mean(loss_pos, -1), jnp.mean(loss_neg, -1)
-    usable = (jnp.isfinite(loss_pos) & jnp.isfinite(loss_neg)
-              & tree_finite_per_pair(pos) & tree_finite_per_pair(neg))
-    grad, metrics = es_combine(accumulator, loss_pos, loss_neg, usable, estimator.std,
+    run = unroll_carried_pairs(estimator.unroll, theta, eps, inner, pairs.positive, pairs.negative, data, task_keys)
+    grad, metrics = es_combine(accumulator, run.loss_pos, run.loss_neg, run.usable, estimator.std,
                                estimator.max_loss_diff)
-    restart = _per_pair(next_inner, num_pairs)
+    restart = per_pair(run.inner, num_pairs)
     zeros = jax.tree.map(jnp.zeros_like, accumulator)
-    next_pairs = PESPairs(positive=_select_pairs(usable, pos, restart),
-                          negative=_select_pairs(usable, neg, restart),
-                          accumulator=_select_pairs(usable, accumulator, zeros))
-    # how far the persistent pairs have drifted from θ's own trajectory, in meta-loss
-    gap = jnp.where(usable, (loss_pos + loss_neg) / 2 - jnp.mean(losses, -1, keepdims=True), 0.0)
-    metrics.update(meta_loss=jnp.mean(losses), meta_loss_last=jnp.mean(losses[:, -1]),
-                   pes_pair_loss_gap=jnp.sum(gap) / jnp.maximum(jnp.sum(usable), 1))
+    next_pairs = PESPairs(positive=select_pairs(run.usable, run.positive, restart),
+                          negative=select_pairs(run.usable, run.negative, restart),
+                          accumulator=select_pairs(run.usable, accumulator, zeros))
+    metrics.update(meta_loss=jnp.mean(run.losses), meta_loss_last=jnp.mean(run.losses[:, -1]),
+                   pes_pair_loss_gap=pair_loss_gap(run))
+    next_inner = run.inner
     return grad, next_inner, next_pairs, metrics
 
 
@@ -99,7 +78,7 @@ class PES(GradientEstimator):
 
     def init_state(self, theta, key, arch, num_tasks, horizon):
         state = fresh_state(self.unroll, key, arch, num_tasks, horizon)
-        start = _per_pair(state.inner, self.num_pairs)
+        start = per_pair(state.inner, self.num_pairs)
         accumulator = jax.tree.map(
             lambda leaf: jnp.zeros((num_tasks, self.num_pairs) + jnp.shape(leaf), jnp.result_type(leaf)),
             theta)
