@@ -3,6 +3,10 @@
     python benchmarks/bench_meta_training.py                 # all sections, 10-minute training run
     python benchmarks/bench_meta_training.py --minutes 2     # shorter training run for section 4
     python benchmarks/bench_meta_training.py --sections 1,3  # some sections only
+    python benchmarks/bench_meta_training.py --sections 2 --rules metz2019 --tasks 1,8 --steps 10
+    python benchmarks/bench_meta_training.py --sections 5 --vectorise-rule metz2019 --tasks 1,8,64,256 --remat on
+    python benchmarks/bench_meta_training.py --sections 1 --matmul-dtypes fp32,bf16 --matmul-size 8192
+    python benchmarks/bench_meta_training.py --tiny ...      # every shape shrunk: a smoke test, not a figure
 
 1. inner-step FLOP/s ÷ jitted-matmul FLOP/s (simple_local; metz2019 when registered)   goal ≥ 30 %
 2. meta-gradient time ÷ forward-only unroll time, K inner steps                          goal ≤ 4×
@@ -85,14 +89,41 @@ def build_objective():
 
 # rule -> (tasks, inner steps) for sections 1-2: the paper's rule costs ~100× more per step
 RULE_SIZES = {"simple_local": (16, 10), "metz2019": (1, 4)}
+# what the command line changed (--rules, --tasks, --steps, --remat, --matmul-*; see main)
+OPTIONS = {"rules": None, "tasks": None, "steps": None, "remat": None, "matmul_size": 1024,
+           "matmul_dtypes": ("fp32",), "lengths": (10, 50, 200), "quickstart_widths": (64, 64, 32),
+           "quickstart_batch": None}
+DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
 
 
 def rules_to_measure() -> list[str]:
-    return [name for name in RULE_SIZES if name in get_registry().names("update_rule")]
+    names = OPTIONS["rules"] or list(RULE_SIZES)
+    return [name for name in names if name in get_registry().names("update_rule")]
 
 
-def fake_data(key, tasks: int, steps: int, arch: Architecture = DEFAULT_ARCH) -> TruncationData:
+def remat_choices(default: tuple[bool, ...]) -> tuple[bool, ...]:
+    return {None: default, "both": (False, True), "on": (True,), "off": (False,)}[OPTIONS["remat"]]
+
+
+def too_big(compiled_fn) -> str | None:
+    """Why a compiled function cannot run on this device (its memory), or None; on the CPU, None."""
+    stats = jax.devices()[0].memory_stats() or {}
+    limit = stats.get("bytes_limit")
+    if not limit:
+        return None
+    memory = compiled_fn.memory_analysis()
+    need = memory.temp_size_in_bytes + memory.argument_size_in_bytes + memory.output_size_in_bytes
+    size = lambda n: f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"  # noqa: E731
+    return f"needs {size(need)}, device has {size(limit)}" if need > limit else None
+
+
+def failure(error: Exception) -> str:
+    return f"{type(error).__name__}: {str(error).strip().splitlines()[0][:160] if str(error).strip() else ''}"
+
+
+def fake_data(key, tasks: int, steps: int, arch: Architecture | None = None) -> TruncationData:
     """Random inputs of the right shapes (speed does not depend on the values)."""
+    arch = arch or DEFAULT_ARCH  # read at call time: --tiny replaces it
     keys = jax.random.split(key, 3)
     labels = jax.nn.one_hot(jnp.arange(META_EXAMPLES) % CLASSES, CLASSES)
     labels = jnp.broadcast_to(labels, (tasks, steps) + labels.shape)
@@ -106,8 +137,8 @@ def fake_data(key, tasks: int, steps: int, arch: Architecture = DEFAULT_ARCH) ->
 
 # ---------------------------------------------------------------- 1. FLOP/s
 
-def matmul_flops_per_second(size: int = 1024) -> float:
-    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
+def matmul_flops_per_second(size: int = 1024, dtype: str = "fp32") -> float:
+    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), DTYPES[dtype])
     fn = compiled(lambda a: a @ a, a)
     return flops_of(fn) / best_seconds(fn, a)
 
@@ -136,13 +167,19 @@ def inner_step_flops_per_second(rule_name: str, tasks: int, steps: int = 10) -> 
 def section_flops(args) -> None:
     print("\n1. inner-step FLOP/s ÷ jitted matmul FLOP/s "
           f"(arch {DEFAULT_ARCH.input_dim}-{'-'.join(map(str, DEFAULT_ARCH.widths))}, batch {BATCH}; goal ≥ 30 %)")
-    peak = matmul_flops_per_second()
-    print(f"   jitted 1024×1024 float32 matmul: {peak / 1e9:.1f} GFLOP/s")
+    size = OPTIONS["matmul_size"]
+    peaks = {}
+    for dtype in OPTIONS["matmul_dtypes"]:
+        peaks[dtype] = matmul_flops_per_second(size, dtype)
+        label = "float32" if dtype == "fp32" else dtype
+        print(f"   jitted {size}×{size} {label} matmul: {peaks[dtype] / 1e9:.1f} GFLOP/s")
     for name in rules_to_measure():
         for tasks in sorted({1, RULE_SIZES[name][0]}):
-            rate, step_flops = inner_step_flops_per_second(name, tasks, RULE_SIZES[name][1])
+            rate, step_flops = inner_step_flops_per_second(name, tasks, OPTIONS["steps"] or RULE_SIZES[name][1])
+            others = "".join(f"  {d} {rate / peak:6.1%}" for d, peak in peaks.items() if d != "fp32")
+            first = f"ratio {rate / peaks['fp32']:6.1%}" if "fp32" in peaks else "ratio"
             print(f"   {name:13s} T={tasks:<3d} {step_flops / tasks / 1e6:7.1f} MFLOP/step/task  "
-                  f"{rate / 1e9:6.1f} GFLOP/s  ratio {rate / peak:6.1%}")
+                  f"{rate / 1e9:6.1f} GFLOP/s  {first}{others}")
 
 
 # ---------------------------------------------------------------- 2. gradient ÷ forward
@@ -161,23 +198,33 @@ def section_gradient_ratio(args) -> None:
     print("\n2. meta-gradient ÷ forward-only unroll (default arch; goal ≤ 4×)")
     for name in rules_to_measure():
         rule = build_rule(name)
-        tasks, steps = min(4, RULE_SIZES[name][0]), RULE_SIZES[name][1]
-        for remat in (False, True):
-            unroll = TruncatedUnroll(rule, build_objective(), remat)
-            theta = rule.init_theta(jax.random.PRNGKey(0))
-            states = unroll.init(jax.random.PRNGKey(1), DEFAULT_ARCH, tasks)
-            inputs = (theta, states, fake_data(jax.random.PRNGKey(2), tasks, steps), jax.random.PRNGKey(3))
-            forward, gradient = grad_and_forward_fns(unroll)
-            t_forward = best_seconds(compiled(forward, *inputs), *inputs, repeats=3)
-            t_gradient = best_seconds(compiled(gradient, *inputs), *inputs, repeats=3)
-            print(f"   {name:13s} T={tasks} K={steps:<3d} remat={str(remat):5s} forward {t_forward * 1e3:8.1f} ms  "
-                  f"gradient {t_gradient * 1e3:8.1f} ms  ratio {t_gradient / t_forward:5.2f}×")
+        steps = OPTIONS["steps"] or RULE_SIZES[name][1]
+        for tasks in OPTIONS["tasks"] or (min(4, RULE_SIZES[name][0]),):
+            for remat in remat_choices((False, True)):
+                label = f"   {name:13s} T={tasks} K={steps:<3d} remat={str(remat):5s}"
+                try:
+                    unroll = TruncatedUnroll(rule, build_objective(), remat)
+                    theta = rule.init_theta(jax.random.PRNGKey(0))
+                    states = unroll.init(jax.random.PRNGKey(1), DEFAULT_ARCH, tasks)
+                    inputs = (theta, states, fake_data(jax.random.PRNGKey(2), tasks, steps), jax.random.PRNGKey(3))
+                    forward, gradient = grad_and_forward_fns(unroll)
+                    forward, gradient = compiled(forward, *inputs), compiled(gradient, *inputs)
+                    if reason := too_big(gradient):
+                        print(f"{label} skipped: the gradient {reason}")
+                        continue
+                    t_forward = best_seconds(forward, *inputs, repeats=3)
+                    t_gradient = best_seconds(gradient, *inputs, repeats=3)
+                except Exception as error:  # e.g. out of device memory: the other cells still run
+                    print(f"{label} failed: {failure(error)}")
+                    continue
+                print(f"{label} forward {t_forward * 1e3:8.1f} ms  "
+                      f"gradient {t_gradient * 1e3:8.1f} ms  ratio {t_gradient / t_forward:5.2f}×")
 
 
 # ---------------------------------------------------------------- 3. memory vs K
 
 def section_memory(args) -> None:
-    lengths = (10, 50, 200)
+    lengths = OPTIONS["lengths"]
     print("\n3. compiled temp memory of one task's meta-gradient vs K (default arch; "
           "memory ∝ K^exponent)")
     for name in rules_to_measure():
@@ -255,24 +302,46 @@ def section_vectorisation(args) -> None:
     from metaplastic.core import config as config_lib
     from metaplastic.plugins.gradient_estimators.truncated_backprop import _loss_and_grad
 
-    config = config_lib.resolve(config_lib.load_config_file("experiments/train/quickstart.py"))
-    components = config_lib.build_components(config)
-    unroll = TruncatedUnroll(components.rule, components.objective)
-    arch = Architecture(components.family.input_dim, (64, 64, 32))
-    steps = 10
-    print(f"\n5. meta-gradient tasks/s vs meta-batch T on one device (quickstart shapes: "
-          f"arch {arch.input_dim}-64-64-32, batch {config.batch_size}, K={steps})")
-    theta = components.rule.init_theta(jax.random.PRNGKey(0))
-    base = None
-    for tasks in (1, 4, 16, 64):
-        states = unroll.init(jax.random.PRNGKey(1), arch, tasks)
-        data = fake_data(jax.random.PRNGKey(2), tasks, steps, arch)
-        data = data._replace(unlabeled=data.unlabeled[:, :, :config.batch_size])
-        key = jax.random.PRNGKey(3)
-        seconds = best_seconds(lambda *a: _loss_and_grad(unroll, *a), theta, states, data, key, repeats=3)
-        rate = tasks / seconds
-        base = base or rate
-        print(f"   T={tasks:<3d} {seconds * 1e3:8.1f} ms/step  {rate:7.1f} tasks/s  gain ×{rate / base:5.2f}")
+    steps = OPTIONS["steps"] or 10
+    if args.vectorise_rule:  # the named rule at the default architecture and batch (as sections 1-3)
+        rule, objective, arch, batch = build_rule(args.vectorise_rule), build_objective(), DEFAULT_ARCH, BATCH
+        shapes = f"{args.vectorise_rule} at the shapes of sections 1-3"
+    else:
+        config = config_lib.resolve(config_lib.load_config_file("experiments/train/quickstart.py"))
+        components = config_lib.build_components(config)
+        rule, objective = components.rule, components.objective
+        arch = Architecture(components.family.input_dim, OPTIONS["quickstart_widths"])
+        batch = OPTIONS["quickstart_batch"] or config.batch_size
+        shapes = "quickstart shapes"
+    remats = remat_choices((False,))
+    print(f"\n5. meta-gradient tasks/s vs meta-batch T on one device ({shapes}: "
+          f"arch {arch.input_dim}-{'-'.join(map(str, arch.widths))}, batch {batch}, K={steps})")
+    theta = rule.init_theta(jax.random.PRNGKey(0))
+    for remat in remats:
+        unroll = TruncatedUnroll(rule, objective, remat)
+        base = None
+        for tasks in OPTIONS["tasks"] or (1, 4, 16, 64):
+            label = f"   T={tasks:<3d}" + (f" remat={str(remat):5s}" if len(remats) > 1 or remat else "")
+            try:
+                states = unroll.init(jax.random.PRNGKey(1), arch, tasks)
+                data = fake_data(jax.random.PRNGKey(2), tasks, steps, arch)
+                data = data._replace(unlabeled=data.unlabeled[:, :, :batch])
+                key = jax.random.PRNGKey(3)
+                if jax.devices()[0].memory_stats():  # an accelerator: compile first, skip what cannot fit
+                    step = _loss_and_grad.lower(unroll, theta, states, data, key).compile()
+                    if reason := too_big(step):
+                        print(f"{label} skipped: {reason}")
+                        continue
+                    seconds = best_seconds(step, theta, states, data, key, repeats=3)
+                else:
+                    seconds = best_seconds(lambda *a: _loss_and_grad(unroll, *a), theta, states, data, key,
+                                           repeats=3)
+            except Exception as error:  # e.g. out of device memory: the other meta-batch sizes still run
+                print(f"{label} failed: {failure(error)}")
+                continue
+            rate = tasks / seconds
+            base = base or rate
+            print(f"{label} {seconds * 1e3:8.1f} ms/step  {rate:7.1f} tasks/s  gain ×{rate / base:5.2f}")
 
 
 # ---------------------------------------------------------------- 6. profile of the hot path
@@ -325,6 +394,44 @@ def section_profile(args) -> None:
               f"ratio {gradient / forward:5.1f}×")
 
 
+TINY_ARCH, TINY_BATCH = Architecture(6 * 6, (16, 16, 8)), 16
+
+
+def configure(parser, args) -> None:
+    """Fill OPTIONS (and, with --tiny, the shapes) from the command line."""
+    global DEFAULT_ARCH, BATCH
+
+    def ints(text, flag):
+        try:
+            values = tuple(int(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            values = ()
+        if not values or min(values) < 1:
+            parser.error(f"{flag}: '{text}' is not a comma list of positive integers")
+        return values
+
+    if args.rules:
+        OPTIONS["rules"] = tuple(r.strip() for r in args.rules.split(",") if r.strip())
+        unknown = [r for r in OPTIONS["rules"] if r not in RULE_SIZES]
+        if unknown or not OPTIONS["rules"]:
+            parser.error(f"--rules: '{args.rules}' (known: {', '.join(RULE_SIZES)})")
+    if args.tasks:
+        OPTIONS["tasks"] = ints(args.tasks, "--tasks")
+    if args.steps is not None:
+        if args.steps < 1:
+            parser.error(f"--steps: {args.steps} (at least 1)")
+        OPTIONS["steps"] = args.steps
+    OPTIONS["remat"] = args.remat
+    OPTIONS["matmul_size"] = args.matmul_size or (256 if args.tiny else 1024)
+    dtypes = tuple(d.strip() for d in args.matmul_dtypes.split(",") if d.strip())
+    if not dtypes or any(d not in DTYPES for d in dtypes):
+        parser.error(f"--matmul-dtypes: '{args.matmul_dtypes}' (known: {', '.join(DTYPES)})")
+    OPTIONS["matmul_dtypes"] = dtypes
+    if args.tiny:
+        DEFAULT_ARCH, BATCH = TINY_ARCH, TINY_BATCH
+        OPTIONS.update(lengths=(2, 4, 8), quickstart_widths=(16, 16, 8), quickstart_batch=16)
+
+
 SECTIONS = {1: section_flops, 2: section_gradient_ratio, 3: section_memory, 4: section_compile,
             5: section_vectorisation, 6: section_profile}
 
@@ -333,6 +440,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the section-4 training run")
     parser.add_argument("--sections", default="1,2,3,4,5,6")
+    parser.add_argument("--rules", help="comma list: the rules of sections 1-3 (default: "
+                        f"{', '.join(RULE_SIZES)}, those registered)")
+    parser.add_argument("--tasks", help="comma list of meta-batch sizes T for sections 2 and 5 "
+                        "(default: min(4, the rule's T) in 2; 1,4,16,64 in 5)")
+    parser.add_argument("--steps", type=int, help="inner steps K per truncation in sections 1, 2 and 5 "
+                        "(default: 10 for simple_local, 4 for metz2019 in 1-2; 10 in 5)")
+    parser.add_argument("--remat", choices=("both", "on", "off"),
+                        help="remat in sections 2 and 5 (default: both in 2, off in 5)")
+    parser.add_argument("--vectorise-rule", metavar="RULE",
+                        help="section 5 measures this rule at the default architecture and batch "
+                             "instead of the quickstart's rule and shapes")
+    parser.add_argument("--matmul-size", type=int, help="n of section 1's n×n matmul probe (default 1024; 256 with --tiny)")
+    parser.add_argument("--matmul-dtypes", default="fp32",
+                        help="comma list of fp32, bf16: the matmul rates section 1 compares with")
+    parser.add_argument("--tiny", action="store_true",
+                        help=f"every shape shrunk for a smoke test: arch {TINY_ARCH.input_dim}-"
+                             f"{'-'.join(map(str, TINY_ARCH.widths))}, batch {TINY_BATCH}, 256×256 matmul, "
+                             "K = 2, 4, 8 in section 3, quickstart widths 16-16-8 and batch 16 in section 5")
     parser.add_argument("--quickstart-run", nargs=3, metavar=("WORKDIR", "SECONDS", "CACHE"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -340,6 +465,7 @@ def main() -> None:
         workdir, seconds, cache = args.quickstart_run
         print(json.dumps(quickstart_run(workdir, float(seconds), cache == "True")))
         return
+    configure(parser, args)
     print(f"devices: {jax.devices()}  (cpu count {os.cpu_count()})")
     for number in (int(s) for s in args.sections.split(",")):
         SECTIONS[number](args)

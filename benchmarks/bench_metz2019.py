@@ -7,6 +7,9 @@
    28×28 inputs) for a few inner steps: seconds per step and peak RSS.
 
     python benchmarks/bench_metz2019.py [--skip-big] [--big-batch 32] [--big-steps 3]
+    python benchmarks/bench_metz2019.py --skip-big --matmul-dtypes fp32,bf16 --matmul-size 8192   # a GPU
+    python benchmarks/bench_metz2019.py --skip-default                                            # 2. only
+    python benchmarks/bench_metz2019.py --tiny                                  # smoke test: tiny shapes
 
 FLOPs count multiply-adds of matmuls and convolutions as 2; elementwise work
 (normalisations, activations) is not counted.
@@ -18,6 +21,7 @@ import argparse
 import gc
 import math
 import resource
+import sys
 import time
 
 import jax
@@ -32,6 +36,13 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # ru_maxrss is in KiB on Linux
 
 
+def device_peak_memory() -> str:
+    """", device peak X GiB" on an accelerator that reports it (nothing on the CPU)."""
+    stats = jax.devices()[0].memory_stats() or {}
+    peak = stats.get("peak_bytes_in_use")
+    return f", device peak {peak / 2 ** 30:.1f} GiB" if peak else ""
+
+
 def _best_seconds(fn, repeats):
     times = []
     for _ in range(repeats):
@@ -41,9 +52,12 @@ def _best_seconds(fn, repeats):
     return min(times), sorted(times)[len(times) // 2]
 
 
-def matmul_flops_per_second(n=2048, repeats=10):
-    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
-    b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
+DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
+
+
+def matmul_flops_per_second(n=2048, repeats=10, dtype="fp32"):
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), DTYPES[dtype])
+    b = jax.random.normal(jax.random.PRNGKey(1), (n, n), DTYPES[dtype])
     matmul = jax.jit(jnp.matmul)
     matmul(a, b).block_until_ready()
     best, _ = _best_seconds(lambda: matmul(a, b), repeats)
@@ -89,9 +103,8 @@ def inner_step_flops(rule: Metz2019Rule, arch: Architecture, batch: int) -> int:
     return flops
 
 
-def bench_default(rule, matmul_rate, repeats):
-    arch = Architecture(14 * 14, (128,) * 4 + (32,))
-    batch = 128
+def bench_default(rule, matmul_rates, repeats, arch=Architecture(14 * 14, (128,) * 4 + (32,)), batch=128):
+    """`matmul_rates`: {dtype name: FLOP/s}; the fractions are of each."""
     theta = rule.init_theta(jax.random.PRNGKey(0))
     state = rule.init_inner_state(jax.random.PRNGKey(1), arch)
     x = jax.random.uniform(jax.random.PRNGKey(2), (batch, arch.input_dim))
@@ -111,10 +124,13 @@ def bench_default(rule, matmul_rate, repeats):
     print(f"  compile                  {compile_s:.1f} s")
     print(f"  seconds/step             best {best * 1e3:.1f} ms, median {median * 1e3:.1f} ms")
     print(f"  achieved FLOP/s          {flops / best / 1e9:.1f} GFLOP/s (best), {flops / median / 1e9:.1f} (median)")
-    print(f"  fraction of matmul rate  {flops / best / matmul_rate:.1%} (best), {flops / median / matmul_rate:.1%} (median)")
+    for dtype, matmul_rate in matmul_rates.items():
+        label = "matmul rate" if dtype == "fp32" else f"{dtype} matmul"
+        print(f"  fraction of {label}  {flops / best / matmul_rate:.1%} (best), "
+              f"{flops / median / matmul_rate:.1%} (median)")
 
 
-def bench_big(rule, depth, width, batch, steps, input_dim=28 * 28):
+def bench_big(rule, depth, width, batch, steps, input_dim=28 * 28, matmul_rates=None):
     arch = Architecture(input_dim, (width,) * depth)
     dims = (input_dim,) + arch.widths
     weights = sum(a * b for a, b in zip(dims[:-1], dims[1:]))
@@ -128,38 +144,67 @@ def bench_big(rule, depth, width, batch, steps, input_dim=28 * 28):
     xs = jax.random.uniform(jax.random.PRNGKey(2), (steps, batch, input_dim))
     start = time.perf_counter()
     compiled = step.lower(theta, state, xs[0], jax.random.PRNGKey(3)).compile()
+    flops = inner_step_flops(rule, arch, batch)
     print(f"  compile {time.perf_counter() - start:.1f} s; analytic FLOPs/step "
-          f"{inner_step_flops(rule, arch, batch) / 1e12:.2f} T")
+          f"{flops / 1e12:.2f} T")
+    times = []
     for i in range(steps):
         start = time.perf_counter()
         state = compiled(theta, state, xs[i], jax.random.PRNGKey(3))
         jax.block_until_ready(state)
         seconds = time.perf_counter() - start
+        times.append(seconds)
         finite = all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(state.params))
-        print(f"  step {i + 1}: {seconds:.1f} s, finite={finite}, peak RSS {peak_rss_gib():.1f} GiB")
+        print(f"  step {i + 1}: {seconds:.1f} s, finite={finite}, peak RSS {peak_rss_gib():.1f} GiB"
+              + device_peak_memory())
+    if matmul_rates and times:
+        best = min(times)
+        fractions = ", ".join(f"{flops / best / rate:.1%} of {d} matmul" for d, rate in matmul_rates.items())
+        print(f"  best step {best:.2f} s: {flops / best / 1e9:.1f} GFLOP/s, {fractions}")
     del state
     gc.collect()
+
+
+# --tiny: every shape shrunk, so the whole benchmark runs in seconds (a smoke test, not a figure)
+TINY = dict(repeats=5, big_depth=3, big_width=512, big_batch=8, big_steps=2, matmul_size=256)
+TINY_ARCH, TINY_BATCH = Architecture(6 * 6, (16, 16, 8)), 16
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--skip-big", action="store_true")
+    parser.add_argument("--skip-default", action="store_true", help="skip section 1 (the default architecture)")
     parser.add_argument("--big-depth", type=int, default=11)
     parser.add_argument("--big-width", type=int, default=10_000)
     parser.add_argument("--big-batch", type=int, default=32)
     parser.add_argument("--big-steps", type=int, default=3)
+    parser.add_argument("--matmul-size", type=int, default=2048, help="n of the n×n×n matmul-rate probe")
+    parser.add_argument("--matmul-dtypes", default="fp32",
+                        help="comma list of fp32, bf16: the matmul rates the FLOP/s are compared with")
+    parser.add_argument("--tiny", action="store_true",
+                        help=f"tiny shapes for a smoke test: section 1 on {TINY_ARCH.input_dim}-"
+                             f"{'-'.join(map(str, TINY_ARCH.widths))}, batch {TINY_BATCH}; defaults {TINY}")
+    if "--tiny" in sys.argv[1:]:
+        parser.set_defaults(**TINY)
     args = parser.parse_args()
+    dtypes = [d.strip() for d in args.matmul_dtypes.split(",") if d.strip()]
+    if not dtypes or any(d not in DTYPES for d in dtypes):
+        parser.error(f"--matmul-dtypes: '{args.matmul_dtypes}' (known: {', '.join(DTYPES)})")
 
     print(f"devices: {jax.devices()}")
     rule = Metz2019Rule(base_model=MLPBatchNorm())
-    matmul_rate = matmul_flops_per_second()
-    print(f"jitted fp32 matmul 2048³: {matmul_rate / 1e9:.1f} GFLOP/s")
-    bench_default(rule, matmul_rate, args.repeats)
-    matmul_again = matmul_flops_per_second()
-    print(f"jitted fp32 matmul again: {matmul_again / 1e9:.1f} GFLOP/s")
+    n = args.matmul_size
+    rates = {d: matmul_flops_per_second(n, dtype=d) for d in dtypes}
+    for d, rate in rates.items():
+        print(f"jitted {d} matmul {n}³: {rate / 1e9:.1f} GFLOP/s")
+    if not args.skip_default:
+        shapes = dict(arch=TINY_ARCH, batch=TINY_BATCH) if args.tiny else {}
+        bench_default(rule, rates, args.repeats, **shapes)
+        for d in dtypes:
+            print(f"jitted {d} matmul again: {matmul_flops_per_second(n, dtype=d) / 1e9:.1f} GFLOP/s")
     if not args.skip_big:
-        bench_big(rule, args.big_depth, args.big_width, args.big_batch, args.big_steps)
+        bench_big(rule, args.big_depth, args.big_width, args.big_batch, args.big_steps, matmul_rates=rates)
     print(f"peak RSS {peak_rss_gib():.1f} GiB")
 
 

@@ -41,6 +41,7 @@ from metaplastic.core.data import to_unit_float
 from metaplastic.core.interfaces import (Architecture, BaseModel, EvaluationError, InnerState, Pytree,
                                          UpdateRule)
 from metaplastic.core.ops.files import save_npz_atomic, write_atomic
+from metaplastic.core.unroll import rule_features, run_inner_steps
 
 PRETRAINED_PREFIX = "pretrained:"
 FORMAT_VERSION = 1
@@ -146,18 +147,13 @@ class FittedModel:
             warnings.warn(f"features: base model {type(self.rule.base_model).__name__} normalises with batch "
                           "statistics and has no statistics(params, x): features use batch statistics over "
                           f"chunks of {self.batch_size} rows", stacklevel=2)
-        chunks = [np.asarray(_features(self.rule, self.state, jnp.asarray(x[i:i + self.batch_size])))
+        chunks = [np.asarray(rule_features(self.rule, self.state, jnp.asarray(x[i:i + self.batch_size])))
                   for i in range(0, len(x), self.batch_size)]
         return np.concatenate(chunks)
 
 
 def _input_dim(base_model: BaseModel, params) -> int:
     return int(base_model.layers(params)[0]["w"].shape[0])
-
-
-@functools.partial(jax.jit, static_argnames=("rule",))
-def _features(rule, state, x):
-    return rule.features(state, x)
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
@@ -185,8 +181,8 @@ def population_statistics(rule: UpdateRule, state: InnerState, data: np.ndarray,
             return statistics, True
     if len(data) < 4:
         return None, False
-    four = np.asarray(_features(rule, state, jnp.asarray(data[:4])))[:2]
-    two = np.asarray(_features(rule, state, jnp.asarray(data[:2])))
+    four = np.asarray(rule_features(rule, state, jnp.asarray(data[:4])))[:2]
+    two = np.asarray(rule_features(rule, state, jnp.asarray(data[:2])))
     return None, not np.allclose(four, two, rtol=1e-5, atol=1e-6)
 
 
@@ -194,13 +190,15 @@ def population_statistics(rule: UpdateRule, state: InnerState, data: np.ndarray,
 
 @functools.partial(jax.jit, static_argnames=("rule", "steps", "batch_size"))
 def _fit(rule, theta, state, data, key, steps, batch_size):
-    def step(state, step_key):
-        pick_key, rule_key = jax.random.split(step_key)
-        index = jax.random.randint(pick_key, (batch_size,), 0, data.shape[0])
-        return rule.inner_step(theta, state, data[index], rule_key), None
+    if steps == 0:
+        return state
+    step_keys = jax.random.split(key, steps)
 
-    state, _ = jax.lax.scan(step, state, jax.random.split(key, steps))
-    return state
+    def inputs_at(t):
+        pick_key, rule_key = jax.random.split(step_keys[t])
+        return data[jax.random.randint(pick_key, (batch_size,), 0, data.shape[0])], rule_key
+
+    return run_inner_steps(rule, theta, state, inputs_at, 0, steps)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -1,8 +1,12 @@
-"""The truncated step: K inner steps of an update rule on one task, scored by a meta-objective.
+"""Running an update rule: the truncated step of meta-training, and the inner loop everything else uses.
 
-Gradient estimators build on `TruncatedUnroll`; it knows the rule and the
-objective, nothing about tasks or estimators. Everything here is pure and
-jit-able; `TruncatedUnroll` is hashable so it can be a static jit argument.
+- `TruncatedUnroll`: K inner steps of a rule on one task, scored by a meta-objective after each
+  step (what gradient estimators differentiate or perturb). It knows the rule and the
+  objective, nothing about tasks or estimators; hashable, so it can be a static jit argument.
+- `run_inner_steps`: inner steps start..stop-1 of a rule, the batch and key of step t given by a
+  function of t: the one loop that evaluation (`core.evaluation`) and fitting (`core.rules`) run.
+- `rule_features`: the jitted features of a rule's base model.
+Everything here is pure and jit-able.
 """
 
 from __future__ import annotations
@@ -60,6 +64,23 @@ class TruncatedUnroll:
         keys = jax.random.split(key, data.unlabeled.shape[0])
         states, losses = jax.vmap(self.unroll, in_axes=(None, 0, 0, 0))(theta, states, data, keys)
         return jnp.mean(losses), (states, losses)
+
+
+def run_inner_steps(rule: UpdateRule, theta: Pytree, state: InnerState, inputs_at, start, stop) -> InnerState:
+    """φ after inner steps start..stop-1; `inputs_at(t)` -> (unlabelled batch x_t [B, D], key_t).
+
+    Not jitted itself: callers jit it with their own `inputs_at` (no labels ever reach the rule).
+    """
+    def body(t, state):
+        x, key = inputs_at(t)
+        return rule.inner_step(theta, state, x, key)
+
+    return jax.lax.fori_loop(start, stop, body, state)
+
+
+@functools.partial(jax.jit, static_argnames=("rule",))
+def rule_features(rule: UpdateRule, state: InnerState, x: jax.Array) -> jax.Array:
+    return rule.features(state, x)
 
 
 @functools.partial(jax.jit, static_argnames=("unroll", "label_dim"))

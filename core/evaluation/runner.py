@@ -27,6 +27,7 @@ from metaplastic.core.interfaces import (Architecture, BaseModel, DatasetUnavail
                                          EvaluationError, FeatureModel, Pytree, TrainingProblem,
                                          UpdateRule)
 from metaplastic.core.ops.files import write_atomic
+from metaplastic.core.unroll import rule_features, run_inner_steps
 
 
 # ================================================================ features of base models and rules
@@ -47,7 +48,7 @@ class RuleFeatures(FeatureModel):
         self.rule, self.state = rule, state
 
     def features(self, x):
-        return np.asarray(_rule_features(self.rule, self.state, jnp.asarray(x)))
+        return np.asarray(rule_features(self.rule, self.state, jnp.asarray(x)))
 
     def first_layer_weights(self):
         return first_layer_of(self.rule.base_model, self.state.params)
@@ -62,20 +63,11 @@ def _base_features(model, params, x):
     return model.features(params, x)
 
 
-@functools.partial(jax.jit, static_argnames=("rule",))
-def _rule_features(rule, state, x):
-    return rule.features(state, x)
-
-
 @functools.partial(jax.jit, static_argnames=("rule", "batch_size"))
 def run_rule_steps(rule: UpdateRule, theta, state, pool, data_key, step_key, start, stop, batch_size: int):
-    """Inner steps start..stop-1 of `rule` on batches drawn from `pool`."""
-
-    def body(t, state):
-        x = unlabeled_batch(pool, data_key, t, batch_size)
-        return rule.inner_step(theta, state, x, jax.random.fold_in(step_key, t))
-
-    return jax.lax.fori_loop(start, stop, body, state)
+    """Inner steps start..stop-1 of `rule` on batches drawn from `pool` (the same for every method)."""
+    return run_inner_steps(rule, theta, state, lambda t: (unlabeled_batch(pool, data_key, t, batch_size),
+                                                          jax.random.fold_in(step_key, t)), start, stop)
 
 
 def rule_snapshots(rule: UpdateRule, theta, problem: TrainingProblem,

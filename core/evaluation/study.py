@@ -83,6 +83,15 @@ def resolve_study(config: ml_collections.ConfigDict,
     for section in STUDY_SECTIONS:
         if section not in config:
             config[section] = ml_collections.ConfigDict()
+    remaining = []
+    for field, text in overrides:  # another base model decides which base_model_config fields exist
+        if field == "base_model":
+            if text != config.base_model:
+                config.base_model_config = ml_collections.ConfigDict()
+            config.base_model = text
+        else:
+            remaining.append((field, text))
+    overrides = remaining
     try:
         defaults = config_lib.component_defaults("base_model", config.base_model)
     except ComponentError as error:
