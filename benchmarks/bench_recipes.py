@@ -26,11 +26,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # name -> (config file, overrides, what it tests)
 CANDIDATES = {
-    "simple_local": ("experiments/train/glyphs.py", [],
+    "simple_local": ("experiments/train/glyphs.py:glyphs_v2", [],
                      "today's glyphs recipe: simple_local, lockstep phases, truncated backprop, lr 1e-3"),
-    "simple_local+independent": ("experiments/train/glyphs.py", ["--config.schedule.phases=independent"],
+    "simple_local+independent": ("experiments/train/glyphs.py:glyphs_v2", ["--config.schedule.phases=independent"],
                                  "independent task phases"),
-    "simple_local+independent+nres": ("experiments/train/glyphs.py",
+    "simple_local+independent+nres": ("experiments/train/glyphs.py:glyphs_v2",
                                       ["--config.schedule.phases=independent", "--config.gradient_estimator=nres",
                                        "--config.gradient_estimator_config.num_pairs=2"],
                                       "NRES over the whole horizon instead of truncated backprop"),

@@ -366,8 +366,12 @@ def _as_kwargs(section) -> dict[str, Any]:
 def build(config: ml_collections.ConfigDict, kind: str, **extra) -> Any:
     """Instantiate `config.<kind>` with `config.<kind>_config` (plus engine-supplied `extra`)."""
     factory = get_registry().get(kind, config[kind])
+    from metaplastic.core.data import BadDataset
+
     try:
         return factory(**extra, **_as_kwargs(config.get(kind + "_config")))
+    except BadDataset:
+        raise  # already one line naming the dataset, the split and the problem
     except (TypeError, ValueError) as error:
         where = dataset_being_read(error)
         if where:  # a data file that cannot be read, found while the component loaded its data

@@ -12,8 +12,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import dataclasses
 import os
 import pathlib
+import sys
 from typing import Callable
 
 import numpy as np
@@ -34,11 +36,65 @@ def load_dataset(name: str, split: str, source: str | None = None) -> Dataset:
     reasons = []
     for source_name in sources:
         try:
-            return registry.get("data_source", source_name)().load(name, split)
+            found = registry.get("data_source", source_name)().load(name, split)
         except DatasetUnavailable as why:
             reasons.append(f"{source_name}: {why}")
+            continue
+        return checked_dataset(found, name, split, source_name)
     raise DatasetUnavailable(f"dataset '{name}' split '{split}' is unavailable; tried "
                              + "; ".join(reasons or ["no data sources registered"]))
+
+
+class BadDataset(ValueError):
+    """A data source returned a dataset that cannot be trained or evaluated on (NaN pixels, labels
+    out of range, no rows, ...); the one-line message names the dataset, split and source."""
+
+
+# More classes than this and more classes than rows: a stray label (1e9), not a real label set.
+MAX_SPARSE_CLASSES = 10_000
+
+
+def checked_dataset(data: Dataset, name: str, split: str, source: str) -> Dataset:
+    """`data` if it is usable, with float images given in 0..255 scaled to [0, 1] (said once on
+    stderr); otherwise BadDataset in one line."""
+    where = f"dataset '{name}' split '{split}' (source {source})"
+
+    def bad(problem: str) -> BadDataset:
+        return BadDataset(f"{where}: {problem}")
+
+    x, y = np.asarray(data.x), np.asarray(data.y)
+    if x.ndim == 0 or y.ndim != 1:
+        raise bad(f"need x [N, ...] and labels y [N]; got x {x.shape}, y {y.shape}")
+    if len(x) != len(y):
+        raise bad(f"x has {len(x)} rows but y has {len(y)} labels")
+    if len(y) == 0:
+        raise bad("no examples (x and y have 0 rows)")
+    if not (np.issubdtype(y.dtype, np.integer) or y.dtype == bool):
+        raise bad(f"labels y must be integers, got dtype {y.dtype}")
+    num_classes = data.num_classes
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+        raise bad(f"num_classes must be an integer >= 1, got {num_classes!r}")
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= num_classes:
+        raise bad(f"labels must be in 0..{num_classes - 1} (num_classes {num_classes}); "
+                  f"found min {low}, max {high}")
+    if num_classes > MAX_SPARSE_CLASSES and num_classes > len(y):
+        raise bad(f"num_classes {num_classes} (largest label {high}) is more than the {len(y)} examples; "
+                  "labels must be 0..num_classes-1 with no gaps this large")
+    if x.dtype.kind in "fc":  # text (str/object) and integer pixels cannot be non-finite
+        if not np.isfinite(np.sum(x, dtype=np.complex128 if x.dtype.kind == "c" else np.float64)):
+            count = int(x.size - np.count_nonzero(np.isfinite(x)))
+            if count:
+                raise bad(f"{count} non-finite values (NaN or inf) in x")
+        if x.dtype.kind == "f" and x.ndim >= 3:
+            low_x, high_x = float(x.min()), float(x.max())
+            if high_x > 1.5:
+                if low_x < 0 or high_x > 255:
+                    raise bad(f"float images must be in [0, 1] (or 0..255); found min {low_x:g}, max {high_x:g}")
+                print(f"metaplastic: {where}: float images in 0..{high_x:g} scaled by 1/255 to [0, 1]",
+                      file=sys.stderr)
+                data = dataclasses.replace(data, x=x.astype(np.float32) * np.float32(1 / 255))
+    return data
 
 
 # ---------------------------------------------------------------- file cache

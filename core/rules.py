@@ -387,7 +387,9 @@ def workdir_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict:
 
 def load_rule_from_workdir(workdir: str | os.PathLike, step: int | None = None,
                            base_model: BaseModel | None = None) -> tuple[UpdateRule, Pytree]:
-    """(rule, θ) saved by `metaplastic train` in `workdir` at `step` (default: the latest).
+    """(rule, θ) saved by `metaplastic train` in `workdir` at `step` (default: the latest that restores
+    intact; damaged newer steps are said in one line on stderr and moved aside, so they are not
+    used again; an explicit `step` that is damaged is an EvaluationError).
 
     Step 0 is the trainer's initial θ (recomputed from the config's seed). Only θ
     is restored. The rule is built from config.json, on `base_model` if given.
@@ -401,15 +403,31 @@ def load_rule_from_workdir(workdir: str | os.PathLike, step: int | None = None,
         from metaplastic.core.trainer import initial_theta
 
         return rule, initial_theta(rule, config.seed)
+    from metaplastic.core.checkpoint import CheckpointError, state_digest
+
     checkpointer = _checkpointer(workdir)
     try:
         available = checkpointer.all_steps()
         if not available:
             raise EvaluationError(f"rule checkpoint '{workdir}': no saved steps")
-        step = available[-1] if step is None or step < 0 else step
-        if step not in available:
-            raise EvaluationError(f"rule checkpoint '{workdir}': no step {step} (saved: {available})")
-        restored = checkpointer.restore_raw(step)
+        if step is None or step < 0:  # the latest: the newest step that restores intact
+            try:
+                step, _meta, restored = checkpointer.restore_newest_intact(None)
+            except CheckpointError as error:
+                raise EvaluationError(f"rule checkpoint '{workdir}': {error}") from None
+        else:
+            if step not in available:
+                raise EvaluationError(f"rule checkpoint '{workdir}': no step {step} (saved: {available})")
+            try:
+                expected = checkpointer.restore_meta(step).get("state_sha256")
+                restored = checkpointer.restore_raw(step)
+                if expected is not None and state_digest(restored) != expected:
+                    raise CheckpointError("its contents do not match the digest saved with it")
+            except Exception as error:  # a truncated or flipped step fails in many ways
+                why = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+                raise EvaluationError(f"rule checkpoint '{workdir}': step {step} is damaged ({why}); "
+                                      f"saved steps: {available}; leave the step out to use the newest "
+                                      "intact one") from None
     finally:
         checkpointer.close()
     theta = jax.tree.map(jnp.asarray, restored["theta"])

@@ -10,6 +10,7 @@ import io
 import json
 import os
 import pathlib
+import sys
 from typing import Callable, Iterator
 
 import jax
@@ -109,10 +110,23 @@ class CellStore:
         self.directory.mkdir(parents=True, exist_ok=True)
 
     def get(self, key: dict) -> dict | None:
+        """The stored result, or None to compute it (again): a missing cell, or one whose JSON (or
+        filters file) is unreadable or truncated, which is said in one line on stderr."""
         path = self.directory / f"{cell_id(key)}.json"
         if not path.exists():
             return None
-        return json.loads(path.read_text())
+        try:
+            record = json.loads(path.read_text())
+            if not isinstance(record, dict) or not {"accuracy", "finite"} <= record.keys():
+                raise ValueError("not a cell record")
+            if record.get("filters"):
+                self.filters(record["filters"])
+        except (OSError, ValueError, EOFError) as error:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
+            why = " ".join(str(error).split())[:120] or type(error).__name__
+            print(f"metaplastic evaluate: cell {path} is unreadable or truncated ({why}); computing it again",
+                  file=sys.stderr)
+            return None
+        return record
 
     def put(self, key: dict, result: dict) -> None:
         record = {"key": _canonical(key), **_canonical(result)}

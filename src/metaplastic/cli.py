@@ -375,11 +375,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from metaplastic.registries import ComponentError
 
     from metaplastic.core.checkpoint import CheckpointError
+    from metaplastic.core.data import BadDataset
     from metaplastic.core.trainer import TrainingError
     from metaplastic.core.workdir import WorkdirError  # a workdir in use, or holding another run
 
     return (UsageError, ConfigError, ComponentError, DatasetUnavailable, EvaluationError, WorkdirError,
-            CheckpointError, TrainingError)
+            CheckpointError, TrainingError, BadDataset)
 
 
 def _silence_stdout() -> None:

@@ -1,0 +1,176 @@
+"""Datasets are checked where they are loaded: NaN pixels, labels out of range, float images in
+0..255, empty or mismatched arrays are one line naming the dataset, split and source (BadDataset)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from metaplastic import cli
+from metaplastic.core import data as core_data
+from metaplastic.core.data import BadDataset, checked_dataset, load_dataset
+from metaplastic.core.interfaces import Dataset
+
+from conftest import clear_data_caches
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches(monkeypatch):
+    monkeypatch.setenv(core_data.CACHE_ENV, "off")
+    core_data.load_dataset.cache_clear()
+    clear_data_caches()
+    yield
+    core_data.load_dataset.cache_clear()
+    clear_data_caches()
+
+
+def images(n=40, scale=1.0):
+    return (np.random.default_rng(0).random((n, 8, 8)) * scale).astype(np.float32)
+
+
+def labels(n=40):
+    return (np.arange(n) % 5).astype(np.int64)
+
+
+def with_non_finite():
+    x = images()
+    x[0, 0, 0], x[1, 2, 3], x[7, 7, 7] = np.nan, np.inf, -np.inf
+    return dict(x_train=x, y_train=labels())
+
+
+def with_labels(y, **extra):
+    return dict(x_train=images(len(y)), y_train=np.asarray(y), **extra)
+
+
+BAD = [  # (row id, arrays in the .npz, the problem the one line must name)
+    ("non-finite", with_non_finite(), "3 non-finite values (NaN or inf) in x"),
+    ("negative-label", with_labels([0, 1, -1, 2, 3]), "found min -1, max 3"),
+    ("label-past-num-classes", with_labels(labels(), num_classes=3), "labels must be in 0..2 (num_classes 3); "
+                                                                     "found min 0, max 4"),
+    ("label-1e9", with_labels([*labels(39), 1_000_000_000]),
+     "num_classes 1000000001 (largest label 1000000000) is more than the 40 examples"),
+    ("num-classes-0", with_labels(labels(), num_classes=0), "num_classes must be an integer >= 1, got 0"),
+    ("float-above-255", dict(x_train=images(scale=300.0), y_train=labels()),
+     "float images must be in [0, 1] (or 0..255); found min"),
+    ("float-negative", dict(x_train=images(scale=200.0) - 10, y_train=labels()),
+     "float images must be in [0, 1] (or 0..255); found min -"),
+    ("empty", dict(x_train=np.zeros((0, 8, 8), np.float32), y_train=np.zeros(0, np.int64), num_classes=5),
+     "no examples (x and y have 0 rows)"),
+]
+
+
+@pytest.mark.parametrize("arrays, problem", [row[1:] for row in BAD], ids=[row[0] for row in BAD])
+def test_a_bad_dataset_is_one_line_naming_dataset_split_source_and_problem(tmp_path, arrays, problem):
+    path = str(tmp_path / "bad.npz")
+    np.savez(path, **arrays)
+    with pytest.raises(BadDataset) as error:
+        load_dataset(path, "train")
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"dataset '{path}' split 'train' (source npz): ")
+    assert problem in message
+
+
+@pytest.mark.parametrize("x, y, num_classes, problem", [
+    (np.zeros((4, 3), np.float32), np.zeros(3, np.int32), 2, "x has 4 rows but y has 3 labels"),
+    (np.zeros((4, 3), np.float32), np.zeros(4, np.float32), 2, "labels y must be integers, got dtype float32"),
+    (np.zeros((4, 3), np.float32), np.zeros(4, np.int32), 0, "num_classes must be an integer >= 1, got 0"),
+], ids=["length-mismatch", "float-labels", "no-classes"])
+def test_what_the_npz_source_screens_itself_is_checked_for_every_source(x, y, num_classes, problem):
+    with pytest.raises(BadDataset, match=r"^dataset 'd' split 'test' \(source s\): " + problem + "$"):
+        checked_dataset(Dataset("d", x, y, num_classes), "d", "test", "s")
+
+
+def test_float_images_in_0_255_are_scaled_like_uint8_and_said_once(tmp_path, capsys):
+    path = str(tmp_path / "float255.npz")
+    x = np.round(images(scale=255.0))
+    np.savez(path, x_train=x, y_train=labels())
+    data = load_dataset(path, "train")
+    again = load_dataset(path, "train")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [f"metaplastic: dataset '{path}' split 'train' (source npz): float images in "
+                     f"0..{x.max():g} scaled by 1/255 to [0, 1]"]
+    assert again is data and data.x.dtype == np.float32 and data.x.max() <= 1.0
+    np.testing.assert_array_equal(data.x[..., 0], x * np.float32(1 / 255))
+
+
+def test_good_images_features_and_texts_pass_unchanged(tmp_path, capsys):
+    path = str(tmp_path / "good.npz")
+    texts = np.array([f"text number {i}" for i in range(40)])
+    np.savez(path, x_train=images(), y_train=labels(), x_test=texts, y_test=labels(),
+             x_feat=images().reshape(40, -1) * 4, y_feat=labels())
+    assert load_dataset(path, "train").x.max() <= 1.0
+    assert list(load_dataset(path, "test").x[:2]) == ["text number 0", "text number 1"]
+    assert load_dataset(path, "feat").x.max() > 1.5  # 2-D features are not images: kept as they are
+    assert capsys.readouterr().err == ""
+
+
+def test_the_command_line_shows_a_bad_dataset_in_one_line(tmp_path, capsys):
+    path = str(tmp_path / "nan.npz")
+    np.savez(path, **with_non_finite())
+    code = cli.main(["train", "--config", "experiments/train/quickstart.py:tiny", "--workdir",
+                     str(tmp_path / "run"), f"--config.task_family_config.datasets=('{path}',)"])
+    lines = capsys.readouterr().err.splitlines()
+    assert code == 2
+    assert len(lines) == 1 and lines[0].startswith("metaplastic: error: ")
+    assert f"dataset '{path}' split 'train' (source npz): 3 non-finite values (NaN or inf) in x" in lines[0]
+
+
+# ---------------------------------------------------------------- stored results read back
+
+def test_a_truncated_evaluation_cell_is_computed_again_not_fatal(tmp_path, capsys):
+    import json
+
+    from metaplastic.core.evaluation import load_study, run_study
+
+    def study():
+        return load_study("experiments/eval/time.py:quick", ["--config.seeds=1"])
+
+    run_study(study(), tmp_path, progress=False, log=lambda _: None)
+    first = json.loads((tmp_path / "results.json").read_text())["cells"]
+    capsys.readouterr()
+    cell = sorted((tmp_path / "cells").glob("*.json"))[0]
+    text = cell.read_text()
+    cell.write_text(text[: len(text) // 2])
+    run_study(study(), tmp_path, progress=False, log=lambda _: None)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "unreadable" in line]
+    assert lines == [f"metaplastic evaluate: cell {cell} is unreadable or truncated "
+                     f"({lines[0].split('(', 1)[1].rsplit(')', 1)[0]}); computing it again"]
+    assert json.loads((tmp_path / "results.json").read_text())["cells"] == first
+    assert cell.read_text() == text  # rewritten whole
+
+
+def test_a_workdir_rule_falls_back_to_the_newest_intact_checkpoint(tmp_path, capsys):
+    import jax
+
+    from metaplastic.core import config as config_lib
+    from metaplastic.core.checkpoint import Checkpointer
+    from metaplastic.core.interfaces import EvaluationError
+    from metaplastic.core.rules import load_rule, load_rule_from_workdir
+    from metaplastic.core.trainer import MetaTrainer
+
+    config = config_lib.resolve(config_lib.load_config_file("experiments/train/quickstart.py:tiny"),
+                                [("num_steps", "4")])
+    MetaTrainer(config, tmp_path).run(progress=False)  # checkpoints at 2 and 4
+    checkpointer = Checkpointer(tmp_path / "checkpoints")
+    assert checkpointer.all_steps() == [2, 4]
+    step_2 = checkpointer.restore_raw(2)["theta"]
+    checkpointer.close()
+    step_4 = sorted((p for p in (tmp_path / "checkpoints" / "4").rglob("*") if p.is_file()
+                     and "meta" not in p.parts), key=lambda p: p.stat().st_size)[-1]
+    step_4.write_bytes(step_4.read_bytes()[: step_4.stat().st_size // 3])
+    capsys.readouterr()
+
+    with pytest.raises(EvaluationError, match=r"^rule checkpoint '.*': step 4 is damaged \(.*\); saved steps: "
+                                              r"\[2, 4\]; leave the step out to use the newest intact one$"):
+        load_rule_from_workdir(tmp_path, step=4)
+    _, theta = load_rule_from_workdir(tmp_path)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("metaplastic: checkpoint step 4 in ")
+    assert lines[0].endswith("; falling back to step 2")
+    for a, b in zip(jax.tree.leaves(theta), jax.tree.leaves(step_2), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    rule = load_rule(tmp_path)  # the damaged step was moved aside: step 2 is now the latest
+    assert rule.description["step"] == 2
+    for a, b in zip(jax.tree.leaves(rule.theta), jax.tree.leaves(step_2), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
