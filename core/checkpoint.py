@@ -27,8 +27,11 @@ class CheckpointError(RuntimeError):
     """No saved step can be restored intact."""
 
 
-def state_digest(state) -> str:
-    """sha256 over every leaf's path, dtype, shape and bytes."""
+def state_digest(state) -> str | None:
+    """sha256 over every leaf's path, dtype, shape and bytes; None when some leaf lives partly on other
+    processes (several hosts: each sees only its own shards, Orbax's own checks remain)."""
+    if any(isinstance(leaf, jax.Array) and not leaf.is_fully_addressable for leaf in jax.tree.leaves(state)):
+        return None
     digest = hashlib.sha256()
     leaves = jax.tree_util.tree_flatten_with_path(flax.serialization.to_state_dict(jax.device_get(state)))[0]
     for path, leaf in leaves:
@@ -54,7 +57,8 @@ class Checkpointer:
         return sorted(int(s) for s in self.manager.all_steps())
 
     def save(self, step: int, state, meta: dict) -> None:
-        meta = {**meta, "state_sha256": state_digest(state)}
+        digest = state_digest(state)
+        meta = {**meta, **({"state_sha256": digest} if digest else {})}
         self.manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(flax.serialization.to_state_dict(state)),
             meta=ocp.args.JsonSave(meta)), force=True)
@@ -88,7 +92,7 @@ class Checkpointer:
                 meta = self.restore_meta(step)
                 state = self.restore(step, template_for(meta)) if template_for else self.restore_raw(step)
                 expected = meta.get("state_sha256")
-                if expected is not None and state_digest(state) != expected:
+                if expected is not None and state_digest(state) not in (expected, None):
                     raise CheckpointError("its contents do not match the digest saved with it")
             except Exception as error:  # a damaged step: say so and try the one before
                 older = steps[len(steps) - index - 2] if index + 1 < len(steps) else None

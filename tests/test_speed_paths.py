@@ -141,7 +141,7 @@ def test_prefetching_changes_no_number_and_shapes_compile_once_per_bucket(tiny_c
     assert trainer.update._cache_size() == 1
 
     plain = MetaTrainer(tiny_config, tmp_path / "plain")
-    plain._prefetch = lambda step, group_start: None  # build every step's data when it is needed
+    plain._prefetch = lambda *args: None  # build every step's data when it is needed
     plain_metrics = [plain.train_step() for _ in range(tiny_config.num_steps)]
     for got, want in zip(metrics, plain_metrics):
         assert got["meta_loss"] == want["meta_loss"] and got["depth"] == want["depth"]
