@@ -139,10 +139,11 @@ class MetaTrainer:
         self.task_steps = self.task_horizons = None
         self.task_starts: list[int] = []
         self.estimator_state = None
+        if lock and self.checkpointer.all_steps():  # before restoring: another run's θ must not be read
+            check_config(self.workdir, config.to_dict(), self.checkpointer.all_steps()[-1],
+                         config.allow_config_change)
         if not self._restore():
             self._start_from(config.init_snapshot, config.init_theta)
-        elif lock:
-            check_config(self.workdir, config.to_dict(), self.step, config.allow_config_change)
 
     def _key(self, purpose: KeyPurpose, step: int) -> jax.Array:
         return run_key(self.config.seed, purpose, step)
@@ -346,10 +347,13 @@ class MetaTrainer:
             out.update(task_resets=resets, progress_spread=float(np.std(progress)))
         return out
 
-    def run(self, progress: bool = True, max_seconds: float | None = None,
+    def run(self, progress: bool | str = True, max_seconds: float | None = None,
             max_cpu_seconds: float | None = None) -> dict[str, Any]:
         """Train to config.num_steps, or until `max_seconds` of wall-clock time or `max_cpu_seconds` of
-        this process's CPU time (all threads) have passed; save at exit."""
+        this process's CPU time (all threads) have passed; save at exit.
+
+        `progress`: True = a tqdm bar; "lines" = a plain timestamped line every `LINE_SECONDS` (for logs
+        and pipes); False = nothing."""
         config = self.config
         primary = distributed.is_primary()
         if primary:
@@ -361,8 +365,8 @@ class MetaTrainer:
             max_seconds = min(max_seconds or float("inf"), config.time_limit_seconds)
         first_step, started, cpu_started = self.step, time.perf_counter(), time.process_time()
         last_saved = self.step
-        bar = None
-        if progress and primary:
+        bar, last_line = None, time.perf_counter()
+        if progress is True and primary:
             from tqdm import tqdm
 
             bar = tqdm(total=config.num_steps, initial=self.step, desc="meta-train", dynamic_ncols=True)
@@ -383,6 +387,13 @@ class MetaTrainer:
                     bar.update(1)
                     rate = (self.step - first_step) / max(time.perf_counter() - started, 1e-9)
                     bar.set_postfix(meta_loss=f"{metrics['meta_loss']:.4f}", steps_per_s=f"{rate:.2f}")
+                if progress == "lines" and primary and (time.perf_counter() - last_line >= LINE_SECONDS
+                                                        or self.step == config.num_steps):
+                    last_line = time.perf_counter()
+                    rate = (self.step - first_step) / max(last_line - started, 1e-9)
+                    print(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] step {self.step}/{config.num_steps} "
+                          f"meta_loss {metrics['meta_loss']:.4f} skipped {self.skipped} {rate:.2f} steps/s",
+                          flush=True)
                 if self.step % config.checkpoint_every == 0:
                     self.save()
                     last_saved = self.step
@@ -407,6 +418,9 @@ class MetaTrainer:
         elapsed = time.perf_counter() - started
         return {"steps": self.step, "skipped": self.skipped, "seconds": elapsed,
                 "steps_per_second": (self.step - first_step) / max(elapsed, 1e-9)}
+
+
+LINE_SECONDS = 30.0  # progress="lines": seconds between lines
 
 
 class TrainingError(RuntimeError):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+import re
 import shutil
 
 import jax
@@ -147,3 +148,19 @@ def test_a_run_whose_steps_are_all_skipped_stops_with_one_line(tmp_path):
         trainer.run(progress=False)
     rows = read_metrics(tmp_path)
     assert [r["skip_reason"] for r in rows] == [2, 2, 2] and rows[-1]["skipped"] == 3
+
+
+def test_resume_with_another_rule_is_refused_before_any_checkpoint_is_read(tmp_path):
+    MetaTrainer(tiny(num_steps=2), tmp_path).run(progress=False)
+    with pytest.raises(WorkdirError, match="update_rule: 'simple_local' -> 'hebbian'"):
+        MetaTrainer(tiny(num_steps=4, update_rule="hebbian"), tmp_path)
+    assert Checkpointer(tmp_path / "checkpoints").all_steps() == [2]
+    assert not (tmp_path / "checkpoints_damaged").exists()  # nothing was taken for damaged
+
+
+def test_progress_lines_for_logs_are_plain_and_timestamped(tmp_path, capsys):
+    MetaTrainer(tiny(num_steps=3), tmp_path).run(progress="lines")
+    out = capsys.readouterr()
+    lines = out.out.strip().splitlines()
+    assert lines and all(re.match(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] step \d+/3 meta_loss ", line) for line in lines)
+    assert lines[-1].split("]")[1].startswith(" step 3/3") and "\r" not in out.out + out.err

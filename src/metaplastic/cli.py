@@ -261,7 +261,8 @@ def _cmd_train(args, overrides) -> int:
     config = config_lib.resolve(config_lib.load_config_file(args.config, _shipped_configs()),
                                 config_lib.parse_overrides(overrides))
     workdir = check_workdir(args.workdir)
-    summary = train(config, args.workdir, progress=_progress(args))
+    # a bar for a person watching; plain timestamped lines into a log or a pipe
+    summary = train(config, args.workdir, progress=_progress(args) or ("lines" if not args.no_progress else False))
     print(f"done: {summary['steps']} steps, {summary['skipped']} skipped, "
           f"{summary['steps_per_second']:.2f} steps/s, workdir {args.workdir}")
     print(f"next: metaplastic evaluate --config experiments/eval/datasets.py "
