@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from metaplastic.core.checkpoint import Checkpointer
+from test_workdir import damage
 
 pytestmark = pytest.mark.slow
 
@@ -108,18 +109,9 @@ def run_to_the_end(workdir, log) -> None:
 
 
 def damage_latest(workdir: pathlib.Path, how: str) -> int:
-    """Truncate or byte-flip the largest data file of the latest saved step; its step."""
+    """Truncate or byte-flip the latest saved step (as test_workdir's `damage` does); its step."""
     step = saved_steps(workdir)[-1]
-    files = [p for p in (workdir / "checkpoints" / str(step)).rglob("*")
-             if p.is_file() and p.stat().st_size > 64 and "meta" not in p.parts]
-    target = max(files, key=lambda p: p.stat().st_size)
-    data = bytearray(target.read_bytes())
-    if how == "truncate":
-        target.write_bytes(bytes(data[: len(data) // 3]))
-    else:
-        middle = len(data) // 2
-        data[middle: middle + 8] = bytes(b ^ 0xFF for b in data[middle: middle + 8])
-        target.write_bytes(bytes(data))
+    damage(workdir / "checkpoints" / str(step), how)
     return step
 
 
