@@ -78,9 +78,17 @@ def flops_of(compiled_fn) -> float:
     return float(analysis.get("flops", 0.0))
 
 
-def build_rule(name: str):
+def build_rule(name: str, **fields):
     registry = get_registry()
-    return registry.get("update_rule", name)(base_model=registry.get("base_model", "mlp_bn")())
+    return registry.get("update_rule", name)(base_model=registry.get("base_model", "mlp_bn")(), **fields)
+
+
+def gradient_variants(name: str) -> list[tuple[str, dict]]:
+    """metz2019's normalisation backward passes to time (--gradients): hand-written, JAX's own, or both."""
+    if name != "metz2019":
+        return [("", {})]
+    chosen = {"hand": (True,), "plain": (False,), "both": (True, False)}[OPTIONS["gradients"]]
+    return [(" hand-written" if hand else " autodiff", {"hand_written_gradients": hand}) for hand in chosen]
 
 
 def build_objective():
@@ -90,7 +98,7 @@ def build_objective():
 # rule -> (tasks, inner steps) for sections 1-2: the paper's rule costs ~100× more per step
 RULE_SIZES = {"simple_local": (16, 10), "metz2019": (1, 4)}
 # what the command line changed (--rules, --tasks, --steps, --remat, --matmul-*; see main)
-OPTIONS = {"rules": None, "tasks": None, "steps": None, "remat": None, "matmul_size": 1024,
+OPTIONS = {"rules": None, "tasks": None, "steps": None, "remat": None, "gradients": "hand", "matmul_size": 1024,
            "matmul_dtypes": ("fp32",), "lengths": (10, 50, 200), "quickstart_widths": (64, 64, 32),
            "quickstart_batch": None}
 DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
@@ -196,12 +204,12 @@ def grad_and_forward_fns(unroll: TruncatedUnroll):
 
 def section_gradient_ratio(args) -> None:
     print("\n2. meta-gradient ÷ forward-only unroll (default arch; goal ≤ 4×)")
-    for name in rules_to_measure():
-        rule = build_rule(name)
+    for name, (variant, fields) in [(n, v) for n in rules_to_measure() for v in gradient_variants(n)]:
+        rule = build_rule(name, **fields)
         steps = OPTIONS["steps"] or RULE_SIZES[name][1]
         for tasks in OPTIONS["tasks"] or (min(4, RULE_SIZES[name][0]),):
             for remat in remat_choices((False, True)):
-                label = f"   {name:13s} T={tasks} K={steps:<3d} remat={str(remat):5s}"
+                label = f"   {name}{variant:13s} T={tasks} K={steps:<3d} remat={str(remat):5s}"
                 try:
                     unroll = TruncatedUnroll(rule, build_objective(), remat)
                     theta = rule.init_theta(jax.random.PRNGKey(0))
@@ -422,6 +430,7 @@ def configure(parser, args) -> None:
             parser.error(f"--steps: {args.steps} (at least 1)")
         OPTIONS["steps"] = args.steps
     OPTIONS["remat"] = args.remat
+    OPTIONS["gradients"] = args.gradients
     OPTIONS["matmul_size"] = args.matmul_size or (256 if args.tiny else 1024)
     dtypes = tuple(d.strip() for d in args.matmul_dtypes.split(",") if d.strip())
     if not dtypes or any(d not in DTYPES for d in dtypes):
@@ -446,6 +455,9 @@ def main() -> None:
                         "(default: min(4, the rule's T) in 2; 1,4,16,64 in 5)")
     parser.add_argument("--steps", type=int, help="inner steps K per truncation in sections 1, 2 and 5 "
                         "(default: 10 for simple_local, 4 for metz2019 in 1-2; 10 in 5)")
+    parser.add_argument("--gradients", choices=("hand", "plain", "both"), default="hand",
+                        help="metz2019's normalisation backward passes in section 2: hand-written (default), "
+                             "JAX's autodiff (plain), or both side by side")
     parser.add_argument("--remat", choices=("both", "on", "off"),
                         help="remat in sections 2 and 5 (default: both in 2, off in 5)")
     parser.add_argument("--vectorise-rule", metavar="RULE",

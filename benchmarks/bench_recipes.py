@@ -42,6 +42,35 @@ CANDIDATES = {
                                          "--config.schedule.phases=independent"],
                                         "a 10x larger learned share at the start, lr 1e-3, independent phases"),
 }
+# The winner of the first rows, and variations of it (horizon, augmentation targets, meta-training seed).
+WINNER = CANDIDATES["simple_local+independent+nres"][1]
+AUGMENT = ["--config.task_family_config.max_shift=0.1", "--config.task_family_config.max_rotation=15.0",
+           "--config.task_family_config.max_noise=0.1"]
+# metz2019 at shapes where a θ-step costs ~10 CPU-seconds instead of ~100 (batch 32, 1-2 × 32-64 units, 14×14)
+METZ_SMALL = ["--config.batch_size=32", "--config.architecture.widths=(32,64)", "--config.architecture.depths=(1,2)",
+              "--config.task_family_config.image_size=14", "--config.update_rule_config.mix_init=1.0",
+              "--config.optimizer.learning_rate=1e-3", "--config.schedule.phases=independent"]
+CANDIDATES.update({
+    "simple_local@seed1": ("experiments/train/glyphs.py:glyphs_v2", ["--config.seed=1"],
+                           "today's recipe, another meta-training seed"),
+    "simple_local+independent+nres@seed1": ("experiments/train/glyphs.py:glyphs_v2", WINNER + ["--config.seed=1"],
+                                            "the winner, another meta-training seed"),
+    "simple_local+independent+nres+horizon3000": ("experiments/train/glyphs.py:glyphs_v2",
+                                                  WINNER + ["--config.schedule.horizon=(50,3000)"],
+                                                  "the winner with horizons up to 3,000 inner steps"),
+    "simple_local+independent+nres+augment": ("experiments/train/glyphs.py:glyphs_v2", WINNER + AUGMENT,
+                                              "shift/rotation/noise augmentation, its coefficients as targets"),
+    "simple_local+independent+nres+augment+weight0.3": (
+        "experiments/train/glyphs.py:glyphs_v2",
+        WINNER + AUGMENT + ["--config.task_family_config.regression_weight=0.3",
+                            "--config.meta_objective_config.target_centring=global"],
+        "augmentation targets at 0.3 of the labels' weight, the reference's global target centring"),
+    "metz2019-small": ("experiments/train/glyphs.py:metz2019", METZ_SMALL,
+                       "metz2019 at small shapes, fast start, independent phases (width-agnostic top-down net)"),
+    "metz2019-small+dense_top": ("experiments/train/glyphs.py:metz2019",
+                                 METZ_SMALL + ["--config.update_rule_config.top_mixing=dense"],
+                                 "the same with the reference's dense top-down mixing (top width 32)"),
+})
 DATASETS = ("digits_5_9", "fashion_14")
 BASELINES = ("random_init", "raw_input", "hebbian")
 

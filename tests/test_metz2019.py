@@ -529,6 +529,24 @@ def test_meta_gradient_matches_finite_differences():
             assert abs(analytic - fd) <= 1e-4 * abs(analytic), (analytic, fd)
 
 
+def test_hand_written_gradients_give_the_autodiff_meta_gradient():
+    """core.ops.normalise's backward passes change the cost of the meta-gradient, not its value."""
+    arch = Architecture(12, (10, 6))
+    xs = jax.random.uniform(jax.random.PRNGKey(4), (3, 16, 12))
+    grads = []
+    for hand_written in (True, False):
+        rule = Metz2019Rule(base_model=MLPBatchNorm(), inner_lr=1e-2, hand_written_gradients=hand_written)
+        state = _state(rule, arch)
+
+        def loss(theta):
+            final = jax.lax.scan(lambda s, x: (rule.inner_step(theta, s, x, None), None), state, xs)[0]
+            return jnp.sum(jnp.square(rule.features(final, xs[0])))
+
+        grads.append(jax.grad(loss)(rule.init_theta(jax.random.PRNGKey(0))))
+    for got, want in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
+        np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-5 * float(jnp.max(jnp.abs(want))) + 1e-7)
+
+
 # ------------------------------------------------------------------ top-down mixing: mean or dense (reference)
 
 DENSE = Metz2019Rule(base_model=MLPBatchNorm(), top_mixing="dense")
@@ -577,6 +595,7 @@ def test_dense_top_delta_matches_reference():
 def _unit_influence(rule, theta, x_top):
     """M[i, j] = Σ over examples, channels of |∂ signal of unit i / ∂ activations of unit j| (random direction)."""
     units = x_top.shape[1]
+    rule = dataclasses.replace(rule, hand_written_gradients=False)  # forward mode needs JAX's own derivatives
     direction = jax.random.normal(jax.random.PRNGKey(3), (x_top.shape[0], 1))
     tangents = direction * jnp.eye(units)[:, None, :]                     # [j, B, U]
     jvp = lambda t: jax.jvp(lambda a: rule.top_delta(theta["top_delta"], a), (x_top,), (t,))[1]

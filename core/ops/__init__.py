@@ -1,2 +1,2 @@
 """Numerical and file helpers shared by the engine and the plugins: ridge regression, image
-resampling, atomic file writes."""
+resampling, normalisations with hand-written backward passes, atomic file writes."""

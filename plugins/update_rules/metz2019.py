@@ -78,6 +78,7 @@ import jax
 import jax.numpy as jnp
 
 from metaplastic.core.interfaces import Architecture, BaseModel, InnerState, UpdateRule
+from metaplastic.core.ops import normalise
 from metaplastic.registries import hookimpl
 
 # Sorted like the reference's dict keys, which fixes the order of the mix weights.
@@ -108,13 +109,6 @@ def _linear(p, a):
     return a @ p["w"] + p["b"]
 
 
-def batch_norm(a, offset, eps=1e-3):
-    """Normalise each channel over all examples and units (current statistics), add offset."""
-    mean = jnp.mean(a, axis=(0, 1), keepdims=True)
-    var = jnp.mean(jnp.square(a - mean), axis=(0, 1), keepdims=True)
-    return (a - mean) * jax.lax.rsqrt(var + eps) + offset
-
-
 def conv1d(a, kernel, axis, circular=False):
     """'SAME' 1-D cross-correlation along `axis` (0 or 1) of a [X, Y, C_in] with kernel [k, C_in, C_out].
 
@@ -133,16 +127,6 @@ def conv1d(a, kernel, axis, circular=False):
         a = jnp.pad(a, padding)
     shifted = [jax.lax.slice_in_dim(a, j, j + n, axis=axis) for j in range(k)]
     return jnp.concatenate(shifted, axis=-1) @ kernel.reshape(k * c_in, c_out)
-
-
-def normalise_columns(t, eps):
-    """Per receptive field: divide each column by sqrt(eps + mean over the lower axis of t²)."""
-    return t * jax.lax.rsqrt(eps + jnp.mean(jnp.square(t), axis=0, keepdims=True))
-
-
-def normalise_vectors(d):
-    """Normalise each (example, unit) vector over its last (channel) axis."""
-    return d * jax.lax.rsqrt(1e-6 + jnp.mean(jnp.square(d), axis=-1, keepdims=True))
 
 
 def weight_stats(w, axis):
@@ -223,6 +207,8 @@ class Metz2019Rule(UpdateRule):
     top_mixing: str = "mean"           # top-down lateral blocks: "mean" (width-agnostic) or "dense" (reference)
     top_width: int = 32                # top layer width θ is built for (top_mixing="dense" only)
     mix_init: float = 0.1              # initial value of every mix weight (reference: 0.1)
+    hand_written_gradients: bool = True  # normalisations' backward passes from core.ops.normalise (same maths;
+                                         # reverse mode only: jax.jvp of the rule needs False)
 
     def __post_init__(self):
         if self.batch_net not in ("conv", "mlp"):
@@ -238,6 +224,18 @@ class Metz2019Rule(UpdateRule):
         if self.top_mixing == "dense" and width != self.top_width:
             raise ValueError(f"update_rule_config.top_width is {self.top_width} but the top layer is {width} units "
                              "wide (top_mixing='dense' ties θ to the top width)")
+
+    # ---------------------------------------------------------------- normalisations
+
+    def _bn(self, a, offset, relu=False):
+        """Batch norm over examples and units (current statistics) + offset, then ReLU if asked."""
+        fn = normalise.batch_norm if self.hand_written_gradients else normalise.batch_norm_plain
+        return fn(a, offset, self.bn_epsilon, relu)
+
+    def _rms(self, t, axis, eps):
+        """t / √(eps + mean of t² over axis): columns of a weight change, vectors of a signal."""
+        fn = normalise.rms_normalise if self.hand_written_gradients else normalise.rms_normalise_plain
+        return fn(t, axis, eps)
 
     # ---------------------------------------------------------------- θ
 
@@ -327,27 +325,25 @@ class Metz2019Rule(UpdateRule):
     def top_delta(self, theta, x_top):
         """Top-down signal [B, U, delta_dim] from the top post-activations [B, U]."""
         self.check_top_width(x_top.shape[1])
-        eps = self.bn_epsilon
         a = x_top[..., None]
-        a = jax.nn.relu(batch_norm(self._batch_layer(theta["conv_in"], a), theta["offset_in"], eps))
+        a = self._bn(self._batch_layer(theta["conv_in"], a), theta["offset_in"], relu=True)
         for i in range(2):
             p = theta[f"lateral_{i}"]
             if self.top_mixing == "dense":  # units as channels [B, C, U]: every unit feeds every unit
                 a = jnp.swapaxes(a, 1, 2)
-                a = jnp.swapaxes(jax.nn.relu(batch_norm(self._batch_layer(p["layer"], a), p["offset"], eps)), 1, 2)
+                a = jnp.swapaxes(self._bn(self._batch_layer(p["layer"], a), p["offset"], relu=True), 1, 2)
             else:  # width-agnostic: own signal + mean over units
                 pooled = self._batch_layer(p["pooled"], jnp.mean(a, axis=1, keepdims=True))
-                a = jax.nn.relu(batch_norm(self._batch_layer(p["self"], a) + pooled, p["offset"], eps))
+                a = self._bn(self._batch_layer(p["self"], a) + pooled, p["offset"], relu=True)
         for i in range(self.top_delta_layers):
             p = theta[f"conv_{i}"]
-            a = jax.nn.relu(batch_norm(self._batch_layer(p["layer"], a), p["offset"], eps))
+            a = self._bn(self._batch_layer(p["layer"], a), p["offset"], relu=True)
         return self._batch_layer(theta["out"]["layer"], a) + theta["out"]["bias"]
 
     def _unit_block(self, p, a):
         """Residual lateral block: two convolutions over neighbouring units."""
-        eps = self.bn_epsilon
-        net = jax.nn.relu(batch_norm(conv1d(a, p["conv_a"], axis=1), p["offset_a"], eps))
-        net = jax.nn.relu(batch_norm(conv1d(net, p["conv_b"], axis=1), p["offset_b"], eps))
+        net = self._bn(conv1d(a, p["conv_a"], axis=1), p["offset_a"], relu=True)
+        net = self._bn(conv1d(net, p["conv_b"], axis=1), p["offset_b"], relu=True)
         return a + net
 
     def unit_state(self, theta, x, z, d, bias, w_in, w_out):
@@ -356,7 +352,6 @@ class Metz2019Rule(UpdateRule):
         x, z [B, U]; d [B, U, delta_dim]; bias [U]; w_in [n_below, U] (None at the
         input level), w_out [U, n_above] (None at the top).
         """
-        eps = self.bn_epsilon
         b, u = x.shape
         if self.position_code:
             sin, cos = position_code(u, x.dtype)
@@ -364,7 +359,7 @@ class Metz2019Rule(UpdateRule):
             sin = cos = jnp.zeros((u,), x.dtype)
         code = jnp.broadcast_to(jnp.stack([sin, cos], axis=-1), (b, u, 2))
         feat = jnp.concatenate([x[..., None], z[..., None], code, d], axis=-1)
-        feat = batch_norm(feat, theta["offset_in"], eps)
+        feat = self._bn(feat, theta["offset_in"])
 
         stats_in = weight_stats(w_in, 0) if w_in is not None else []
         stats_out = weight_stats(w_out, 1) if w_out is not None else []
@@ -378,7 +373,7 @@ class Metz2019Rule(UpdateRule):
 
         for i in range(self.compute_h_layers + 1):
             p = theta[f"conv_{i}"]
-            a = jax.nn.relu(batch_norm(self._batch_layer(p["layer"], a), p["offset"], eps))
+            a = self._bn(self._batch_layer(p["layer"], a), p["offset"], relu=True)
             if self.unit_conv:
                 a = self._unit_block(theta[f"unit_{i}"], a)
         return a
@@ -463,7 +458,7 @@ class Metz2019Rule(UpdateRule):
         mix = readout_theta["mix"]
         fns = self.term_functions(readout_theta["readouts"], upper_h, lower_h, upper_x, lower_x)
         w_base = self.normalised_weights(w)
-        term = lambda fn, wb: normalise_columns(fn(wb), eps)
+        term = lambda fn, wb: self._rms(fn(wb), 0, eps)
         if sequential is None:
             sequential = w.size > SEQUENTIAL_TERMS_ABOVE
         change = jnp.broadcast_to(mix["b"], w.shape).astype(w.dtype)
@@ -478,7 +473,7 @@ class Metz2019Rule(UpdateRule):
         change = change / n
         shrink = jax.nn.relu(jnp.mean(change * w_base))
         change = (change - w_base * shrink) / math.sqrt(n)
-        return normalise_columns(change, eps) - w_base / PULL_DIVISOR
+        return self._rms(change, 0, eps) - w_base / PULL_DIVISOR
 
     def bias_change(self, theta, upper_h):
         change = jnp.mean(_linear(theta["bias_readout"], upper_h)[..., 0], axis=0)
@@ -528,7 +523,7 @@ class Metz2019Rule(UpdateRule):
             h = unit_state(theta["unit_state"], xs[level], zs[level], d, bias, w_in, w_out)
             if level > 0:
                 delta = d * jax.nn.sigmoid(zs[level])[..., None] + _linear(theta["to_delta"], h)
-                d = normalise_vectors(jnp.einsum("buc,nu->bnc", delta, backward_w[level - 1]))
+                d = self._rms(jnp.einsum("buc,nu->bnc", delta, backward_w[level - 1]), -1, 1e-6)
             if level < depth:  # the layer from this level to the one above
                 w, v = ws[level], backward_w[level]
                 args = (h_above, h, xs[level + 1], xs[level])
