@@ -98,7 +98,7 @@ def build_objective():
 # rule -> (tasks, inner steps) for sections 1-2: the paper's rule costs ~100× more per step
 RULE_SIZES = {"simple_local": (16, 10), "metz2019": (1, 4)}
 # what the command line changed (--rules, --tasks, --steps, --remat, --matmul-*; see main)
-OPTIONS = {"rules": None, "tasks": None, "steps": None, "remat": None, "gradients": "hand", "matmul_size": 1024,
+OPTIONS = {"rules": None, "tasks": None, "steps": None, "remat": None, "gradients": "plain", "matmul_size": 1024,
            "matmul_dtypes": ("fp32",), "lengths": (10, 50, 200), "quickstart_widths": (64, 64, 32),
            "quickstart_batch": None}
 DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
@@ -455,9 +455,9 @@ def main() -> None:
                         "(default: min(4, the rule's T) in 2; 1,4,16,64 in 5)")
     parser.add_argument("--steps", type=int, help="inner steps K per truncation in sections 1, 2 and 5 "
                         "(default: 10 for simple_local, 4 for metz2019 in 1-2; 10 in 5)")
-    parser.add_argument("--gradients", choices=("hand", "plain", "both"), default="hand",
-                        help="metz2019's normalisation backward passes in section 2: hand-written (default), "
-                             "JAX's autodiff (plain), or both side by side")
+    parser.add_argument("--gradients", choices=("hand", "plain", "both"), default="plain",
+                        help="metz2019's normalisation backward passes in section 2: JAX's autodiff (plain, the "
+                             "rule's default), hand-written (hand), or both side by side")
     parser.add_argument("--remat", choices=("both", "on", "off"),
                         help="remat in sections 2 and 5 (default: both in 2, off in 5)")
     parser.add_argument("--vectorise-rule", metavar="RULE",

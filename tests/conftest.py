@@ -1,12 +1,27 @@
-"""Shared fixtures: fake installed plugin distributions, a fresh registry."""
+"""Shared fixtures: fake installed plugin distributions, a fresh registry. Also the suite's XLA
+flags and the `slow` marker: `slow` tests are skipped unless asked for (`pytest -m slow`)."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 
-# Test graphs are small and compiled once each: XLA's backend optimisation costs more than it saves.
-if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
+# Test graphs are small and compiled once each, so compiling dominates the suite's time:
+# - XLA's backend optimisation costs more than it saves;
+# - XLA:CPU's MLIR fusion emitters compile about twice as slowly as its classic emitters, for the
+#   same computation (measured with jaxlib 0.10.2). The flag is given only where jaxlib is known
+#   to have it (an unknown flag in XLA_FLAGS aborts the process).
+# Tests that compare numbers compare runs made under the same flags (tests/test_distributed.py
+# hands them to its worker processes; subprocesses inherit them).
+TEST_XLA_FLAGS = ["--xla_backend_optimization_level=0"]
+try:
+    if tuple(int(p) for p in importlib.metadata.version("jaxlib").split(".")[:2]) >= (0, 6):
+        TEST_XLA_FLAGS.append("--xla_cpu_use_fusion_emitters=false")
+except (importlib.metadata.PackageNotFoundError, ValueError):
+    pass
+for _flag in TEST_XLA_FLAGS:
+    if _flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
 
 import pathlib
 import textwrap
@@ -14,6 +29,16 @@ import textwrap
 import pytest
 
 from metaplastic.registries import registry as registry_module
+
+
+def pytest_collection_modifyitems(config, items):
+    """`slow` tests are skipped unless the -m expression names the marker (`pytest -m slow`)."""
+    if "slow" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: run with -m slow (tests/conftest.py)")
+    for item in items:
+        if item.get_closest_marker("slow"):
+            item.add_marker(skip)
 
 
 def make_distribution(root: pathlib.Path, dist: str, module: str, source: str,

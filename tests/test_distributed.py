@@ -17,6 +17,8 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import TEST_XLA_FLAGS
+
 from metaplastic.core import distributed
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -30,8 +32,8 @@ def _env(devices: int, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("JAX_COORDINATOR", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"))}
     # cheaper XLA compiles (every run here uses the same flags, so their numbers stay comparable)
-    flags = (f"--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0 "
-             "--xla_llvm_disable_expensive_passes=true")
+    flags = " ".join([f"--xla_force_host_platform_device_count={devices}", *TEST_XLA_FLAGS,
+                      "--xla_llvm_disable_expensive_passes=true"])
     env.update(XLA_FLAGS=flags, JAX_PLATFORMS="cpu", **extra)
     return env
 

@@ -22,16 +22,10 @@ import pytest
 from metaplastic.core.checkpoint import Checkpointer
 from test_workdir import damage
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow  # skipped unless asked for with -m slow (tests/conftest.py)
 
 REPO = pathlib.Path(__file__).parents[1]
 NUM_STEPS = 12
-
-
-@pytest.fixture(autouse=True)
-def only_when_slow_is_asked_for(request):
-    if "slow" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("slow: run with -m slow")
 
 
 def train_command(workdir: pathlib.Path) -> list[str]:
