@@ -235,8 +235,8 @@ def section_memory(args) -> None:
     lengths = OPTIONS["lengths"]
     print("\n3. compiled temp memory of one task's meta-gradient vs K (default arch; "
           "memory ∝ K^exponent)")
-    for name in rules_to_measure():
-        rule = build_rule(name)
+    for name, (variant, fields) in [(n, v) for n in rules_to_measure() for v in gradient_variants(n)]:
+        rule = build_rule(name, **fields)
         for remat in (False, True):
             unroll = TruncatedUnroll(rule, build_objective(), remat)
             theta = rule.init_theta(jax.random.PRNGKey(0))
@@ -250,7 +250,7 @@ def section_memory(args) -> None:
             exponent = math.log(sizes[-1] / sizes[0]) / math.log(lengths[-1] / lengths[0])
             late = math.log(sizes[-1] / sizes[-2]) / math.log(lengths[-1] / lengths[-2])
             cells = "  ".join(f"K={k}: {s / 2**20:8.1f} MiB" for k, s in zip(lengths, sizes))
-            print(f"   {name:13s} remat={str(remat):5s} {cells}  exponent {exponent:.2f} "
+            print(f"   {name}{variant:13s} remat={str(remat):5s} {cells}  exponent {exponent:.2f} "
                   f"(K 50→200: {late:.2f})")
 
 
@@ -456,7 +456,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="inner steps K per truncation in sections 1, 2 and 5 "
                         "(default: 10 for simple_local, 4 for metz2019 in 1-2; 10 in 5)")
     parser.add_argument("--gradients", choices=("hand", "plain", "both"), default="plain",
-                        help="metz2019's normalisation backward passes in section 2: JAX's autodiff (plain, the "
+                        help="metz2019's normalisation backward passes in sections 2 and 3: JAX's autodiff (plain, the "
                              "rule's default), hand-written (hand), or both side by side")
     parser.add_argument("--remat", choices=("both", "on", "off"),
                         help="remat in sections 2 and 5 (default: both in 2, off in 5)")

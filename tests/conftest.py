@@ -41,6 +41,13 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def as_float64(tree):
+    """Every float32 leaf as float64 (call inside `jax.enable_x64(True)`): gradient checks in float64."""
+    import jax
+    import jax.numpy as jnp
+    return jax.tree.map(lambda a: a.astype(jnp.float64) if a.dtype == jnp.float32 else a, tree)
+
+
 def make_distribution(root: pathlib.Path, dist: str, module: str, source: str,
                       entry_name: str | None = None) -> None:
     """Write an importable module plus a dist-info that advertises it in the `metaplastic` group."""

@@ -12,6 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import as_float64
+
 from metaplastic.core.interfaces import Architecture, InnerState, LabeledBatch
 from metaplastic.plugins.update_rules.metz2019 import (TERM_NAMES, Metz2019Rule, conv1d, sym_gram_product)
 from metaplastic.plugins.base_models.mlp_bn import MLPBatchNorm
@@ -493,10 +495,9 @@ def _ridge_meta_loss(features_fn, batch_a, batch_b):
 def test_meta_gradient_matches_finite_differences():
     with jax.enable_x64(True):
         rule = Metz2019Rule(base_model=MLPBatchNorm(), inner_lr=1e-2)
-        f64 = lambda tree: jax.tree.map(lambda a: a.astype(jnp.float64) if a.dtype == jnp.float32 else a, tree)
-        theta = f64(rule.init_theta(jax.random.PRNGKey(0)))
+        theta = as_float64(rule.init_theta(jax.random.PRNGKey(0)))
         arch = Architecture(12, (10, 6))
-        state = f64(_state(rule, arch))
+        state = as_float64(_state(rule, arch))
         keys = jax.random.split(jax.random.PRNGKey(5), 4)
         xs = jax.random.uniform(keys[0], (5, 16, 12), jnp.float64)
         labels = lambda k: jax.nn.one_hot(jax.random.randint(k, (20,), 0, 3), 3, dtype=jnp.float64)
@@ -536,17 +537,16 @@ def test_hand_written_gradients_give_the_autodiff_meta_gradient():
     arch = Architecture(12, (10, 6))
     grads = []
     with jax.enable_x64(True):
-        f64 = lambda tree: jax.tree.map(lambda a: a.astype(jnp.float64) if a.dtype == jnp.float32 else a, tree)
         xs = jax.random.uniform(jax.random.PRNGKey(4), (3, 16, 12), jnp.float64)
         for hand_written in (True, False):
             rule = Metz2019Rule(base_model=MLPBatchNorm(), inner_lr=1e-2, hand_written_gradients=hand_written)
-            state = f64(_state(rule, arch))
+            state = as_float64(_state(rule, arch))
 
             def loss(theta):
                 final = jax.lax.scan(lambda s, x: (rule.inner_step(theta, s, x, None), None), state, xs)[0]
                 return jnp.sum(jnp.square(rule.features(final, xs[0])))
 
-            grads.append(jax.jit(jax.grad(loss))(f64(rule.init_theta(jax.random.PRNGKey(0)))))
+            grads.append(jax.jit(jax.grad(loss))(as_float64(rule.init_theta(jax.random.PRNGKey(0)))))
     for got, want in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
         got, want = np.asarray(got), np.asarray(want)
         assert want.dtype == np.float64

@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import as_float64
+
 from metaplastic.core import config as config_lib
 from metaplastic.core.interfaces import Architecture, LabeledBatch, TruncationData
 from metaplastic.core.tasks import group_data
@@ -80,9 +82,7 @@ def test_meta_gradient_matches_finite_differences(problem):
     # float64: in float32 a central difference of a ~1e-4 derivative is ~5 % rounding noise, and
     # XLA:CPU's rounding differs between machines (AVX2 vs AVX-512)
     with jax.enable_x64(True):
-        f64 = lambda tree: jax.tree.map(
-            lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
-        theta, states, data = f64(problem[0]), f64(problem[1]), f64(problem[2])
+        theta, states, data = as_float64(problem[:3])
         key = problem[3]
         unroll = _unroll()
         grad = jax.jit(jax.grad(lambda t: unroll.batch_loss(t, states, data, key)[0]))(theta)
@@ -90,7 +90,7 @@ def test_meta_gradient_matches_finite_differences(problem):
         eps = 1e-4
         numeric = (loss(theta["lr_logit"] + eps) - loss(theta["lr_logit"] - eps)) / (2 * eps)
         np.testing.assert_allclose(grad["lr_logit"], numeric, rtol=1e-3, atol=1e-9)
-        assert abs(float(numeric)) > 1e-5
+        assert abs(float(numeric)) > 1e-4
 
 
 @pytest.mark.parametrize("steps", [7, 9, 1])  # a tail segment; √K exactly; a single step
