@@ -100,7 +100,7 @@ RULE_SIZES = {"simple_local": (16, 10), "metz2019": (1, 4)}
 # what the command line changed (--rules, --tasks, --steps, --remat, --matmul-*; see main)
 OPTIONS = {"rules": None, "tasks": None, "steps": None, "remat": None, "gradients": "plain", "matmul_size": 1024,
            "matmul_dtypes": ("fp32",), "lengths": (10, 50, 200), "quickstart_widths": (64, 64, 32),
-           "quickstart_batch": None}
+           "quickstart_batch": None, "scan_unroll": (1,)}
 DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
 
 
@@ -151,8 +151,10 @@ def matmul_flops_per_second(size: int = 1024, dtype: str = "fp32") -> float:
     return flops_of(fn) / best_seconds(fn, a)
 
 
-def inner_step_flops_per_second(rule_name: str, tasks: int, steps: int = 10) -> tuple[float, float]:
-    """(FLOP/s, FLOPs per step) of K inner steps in a scan, vmapped over `tasks` tasks."""
+def inner_step_flops_per_second(rule_name: str, tasks: int, steps: int = 10,
+                                scan_unroll: int = 1) -> tuple[float, float, float]:
+    """(FLOP/s of K inner steps in a scan, FLOP/s of one standalone jitted step, FLOPs per step), vmapped
+    over `tasks` tasks; `scan_unroll` steps per loop iteration (`lax.scan(unroll=)`)."""
     rule = build_rule(rule_name)
     theta = rule.init_theta(jax.random.PRNGKey(0))
     states = TruncatedUnroll(rule, build_objective()).init(jax.random.PRNGKey(1), DEFAULT_ARCH, tasks)
@@ -165,11 +167,14 @@ def inner_step_flops_per_second(rule_name: str, tasks: int, steps: int = 10) -> 
     def run(theta, states, xs, keys):
         def body(states, inputs):
             return one_step(theta, states, *inputs), None
-        return jax.lax.scan(body, states, (jnp.swapaxes(xs, 0, 1), jnp.swapaxes(keys, 0, 1)))[0]
+        return jax.lax.scan(body, states, (jnp.swapaxes(xs, 0, 1), jnp.swapaxes(keys, 0, 1)),
+                            unroll=scan_unroll)[0]
 
-    step_flops = flops_of(compiled(one_step, theta, states, xs[:, 0], keys[:, 0]))
+    standalone = compiled(one_step, theta, states, xs[:, 0], keys[:, 0])
+    step_flops = flops_of(standalone)
+    standalone_seconds = best_seconds(standalone, theta, states, xs[:, 0], keys[:, 0])
     seconds = best_seconds(compiled(run, theta, states, xs, keys), theta, states, xs, keys) / steps
-    return step_flops / seconds, step_flops
+    return step_flops / seconds, step_flops / standalone_seconds, step_flops
 
 
 def section_flops(args) -> None:
@@ -183,11 +188,15 @@ def section_flops(args) -> None:
         print(f"   jitted {size}×{size} {label} matmul: {peaks[dtype] / 1e9:.1f} GFLOP/s")
     for name in rules_to_measure():
         for tasks in sorted({1, RULE_SIZES[name][0]}):
-            rate, step_flops = inner_step_flops_per_second(name, tasks, OPTIONS["steps"] or RULE_SIZES[name][1])
-            others = "".join(f"  {d} {rate / peak:6.1%}" for d, peak in peaks.items() if d != "fp32")
-            first = f"ratio {rate / peaks['fp32']:6.1%}" if "fp32" in peaks else "ratio"
-            print(f"   {name:13s} T={tasks:<3d} {step_flops / tasks / 1e6:7.1f} MFLOP/step/task  "
-                  f"{rate / 1e9:6.1f} GFLOP/s  {first}{others}")
+            for scan_unroll in OPTIONS["scan_unroll"]:
+                rate, standalone, step_flops = inner_step_flops_per_second(
+                    name, tasks, OPTIONS["steps"] or RULE_SIZES[name][1], scan_unroll)
+                others = "".join(f"  {d} {rate / peak:6.1%}" for d, peak in peaks.items() if d != "fp32")
+                first = f"ratio {rate / peaks['fp32']:6.1%}" if "fp32" in peaks else "ratio"
+                alone = f" (standalone step {standalone / peaks['fp32']:6.1%})" if "fp32" in peaks else ""
+                print(f"   {name:13s} T={tasks:<3d} scan unroll={scan_unroll:<2d} "
+                      f"{step_flops / tasks / 1e6:7.1f} MFLOP/step/task  {rate / 1e9:6.1f} GFLOP/s  {first}{others}"
+                      f"{alone}  scan ÷ standalone {rate / standalone:5.2f}")
 
 
 # ---------------------------------------------------------------- 2. gradient ÷ forward
@@ -208,10 +217,11 @@ def section_gradient_ratio(args) -> None:
         rule = build_rule(name, **fields)
         steps = OPTIONS["steps"] or RULE_SIZES[name][1]
         for tasks in OPTIONS["tasks"] or (min(4, RULE_SIZES[name][0]),):
-            for remat in remat_choices((False, True)):
+            for remat, scan_unroll in [(r, u) for r in remat_choices((False, True)) for u in OPTIONS["scan_unroll"]]:
                 label = f"   {name}{variant:13s} T={tasks} K={steps:<3d} remat={str(remat):5s}"
+                label += f" unroll={scan_unroll}" if OPTIONS["scan_unroll"] != (1,) else ""
                 try:
-                    unroll = TruncatedUnroll(rule, build_objective(), remat)
+                    unroll = TruncatedUnroll(rule, build_objective(), remat, scan_unroll)
                     theta = rule.init_theta(jax.random.PRNGKey(0))
                     states = unroll.init(jax.random.PRNGKey(1), DEFAULT_ARCH, tasks)
                     inputs = (theta, states, fake_data(jax.random.PRNGKey(2), tasks, steps), jax.random.PRNGKey(3))
@@ -430,6 +440,7 @@ def configure(parser, args) -> None:
             parser.error(f"--steps: {args.steps} (at least 1)")
         OPTIONS["steps"] = args.steps
     OPTIONS["remat"] = args.remat
+    OPTIONS["scan_unroll"] = ints(args.scan_unroll, "--scan-unroll")
     OPTIONS["gradients"] = args.gradients
     OPTIONS["matmul_size"] = args.matmul_size or (256 if args.tiny else 1024)
     dtypes = tuple(d.strip() for d in args.matmul_dtypes.split(",") if d.strip())
@@ -463,6 +474,8 @@ def main() -> None:
     parser.add_argument("--vectorise-rule", metavar="RULE",
                         help="section 5 measures this rule at the default architecture and batch "
                              "instead of the quickstart's rule and shapes")
+    parser.add_argument("--scan-unroll", default="1",
+                        help="comma list of inner steps per scan iteration (lax.scan's unroll) in sections 1 and 2")
     parser.add_argument("--matmul-size", type=int, help="n of section 1's n×n matmul probe (default 1024; 256 with --tiny)")
     parser.add_argument("--matmul-dtypes", default="fp32",
                         help="comma list of fp32, bf16: the matmul rates section 1 compares with")

@@ -7,6 +7,8 @@ suite: 10-shot ridge accuracy on held-out digits 5–9 and Fashion-MNIST 14×14 
 scored once with the same seeds. Writes `--out` (markdown) and a JSON of every figure.
 
     python benchmarks/bench_recipes.py --workroot /tmp/recipes --budget 1200 --out docs/recipes.md
+    python benchmarks/bench_recipes.py --workroot /tmp/speed --budget 900 --train-only \
+        --candidates metz2019,metz2019-small           # θ-steps per CPU-hour side by side, no scoring
 
 Workdirs are kept under --workroot: a rerun resumes a candidate's meta-training to its budget and
 reuses every evaluation cell already computed.
@@ -141,6 +143,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--steps", default="100,1000")
     parser.add_argument("--out", default="")
+    parser.add_argument("--train-only", action="store_true",
+                        help="meta-train each candidate to the budget and print θ-steps per CPU-hour; no scoring")
     args = parser.parse_args(argv)
     from metaplastic.core.evaluation import run_study
 
@@ -154,6 +158,15 @@ def main(argv=None) -> int:
         return 2
     log = lambda line: print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True)
     figures = {"budget_seconds": args.budget, "seeds": args.seeds, "steps": steps, "candidates": {}}
+    if args.train_only:
+        print("| candidate | θ-steps | CPU seconds | θ-steps / CPU-hour | wall seconds | load at start, end |")
+        print("|---|---|---|---|---|---|")
+        for name in names:
+            ledger = train(name, workroot, args.budget, log)
+            print(f"| {name} | {ledger.get('steps', 0)} | {ledger['cpu']:.0f} | "
+                  f"{ledger.get('steps', 0) / max(ledger['cpu'], 1e-9) * 3600:.1f} | {ledger['wall']:.0f} | "
+                  f"{', '.join(f'{v:.1f}' for v in ledger.get('load', []))} |", flush=True)
+        return 0
     for name in names:
         ledger = train(name, workroot, args.budget, log)
         study = eval_study({"learned": {"method": "update_rule"}}, str(workroot / name), args.seeds, steps)

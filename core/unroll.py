@@ -36,6 +36,9 @@ class TruncatedUnroll:
     # at each of its steps) is kept, so memory grows as √K instead of K at the price of
     # recomputing each inner step twice.
     remat: bool = False
+    # Inner steps per iteration of the scan's loop (`lax.scan(unroll=)`): more straight-line code
+    # for XLA to fuse across steps, at a longer compile. 1 is a plain scan.
+    scan_unroll: int = 1
 
     def init(self, key: jax.Array, arch: Architecture, num_tasks: int) -> InnerState:
         """φ_0 for T tasks, stacked on a leading axis."""
@@ -55,8 +58,8 @@ class TruncatedUnroll:
         num_steps = data.unlabeled.shape[0]
         inputs = (data.unlabeled, data.meta_a, data.meta_b, jax.random.split(key, num_steps))
         if not self.remat:
-            return jax.lax.scan(step, state, inputs)
-        return _segmented_scan(jax.checkpoint(step), state, inputs, segment_length(num_steps))
+            return jax.lax.scan(step, state, inputs, unroll=self.scan_unroll)
+        return _segmented_scan(jax.checkpoint(step), state, inputs, segment_length(num_steps), self.scan_unroll)
 
     def batch_loss(self, theta: Pytree, states: InnerState, data: TruncationData,
                    key: jax.Array) -> tuple[jax.Array, tuple[InnerState, jax.Array]]:
@@ -94,14 +97,14 @@ def labels_only_loss(unroll: TruncatedUnroll, states: InnerState, data: Truncati
     return jnp.mean(jax.vmap(one)(states, data.meta_a, data.meta_b))
 
 
-def _segmented_scan(step, carry, inputs, length: int):
+def _segmented_scan(step, carry, inputs, length: int, scan_unroll: int = 1):
     """`lax.scan(step, carry, inputs)` as a scan over checkpointed segments of `length` steps."""
     total = jax.tree.leaves(inputs)[0].shape[0]
     segments, tail = divmod(total, length)
 
     @jax.checkpoint
     def segment(carry, segment_inputs):
-        return jax.lax.scan(step, carry, segment_inputs)
+        return jax.lax.scan(step, carry, segment_inputs, unroll=min(scan_unroll, length))
 
     head = jax.tree.map(lambda a: a[:segments * length].reshape((segments, length) + a.shape[1:]), inputs)
     carry, outputs = jax.lax.scan(segment, carry, head)

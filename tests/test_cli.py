@@ -142,7 +142,7 @@ def test_export_writes_a_loadable_rule_folder(capsys, trained, tmp_path):
     code, out, err = run(capsys, "export", str(workdir), str(target))
     assert code == 0 and err == "" and "exported step 2" in out
     assert sorted(p.name for p in target.iterdir()) == [
-        "meta_training_config.json", "meta_training_curve.csv", "rule.json", "theta.npz"]
+        "meta_training_config.json", "meta_training_curve.csv", "meta_training_curve.png", "rule.json", "theta.npz"]
     exported, original = metaplastic.load_rule(target), metaplastic.load_rule(workdir)
     assert exported.description["meta_training_steps"] == 2
     for a, b in zip(*(jax.tree.leaves(r.theta) for r in (exported, original))):

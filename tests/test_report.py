@@ -298,3 +298,16 @@ def test_make_pictures_keeps_names_and_fits_1600_px(tmp_path):
         for _, _, fig in pictures.build_figures(config, summary, recs, {m: None for m in METHODS}, DATASETS,
                                                 FakeStore(weights)):
             check_layout(drawn(fig))
+
+
+def test_meta_training_curve_shows_each_step_and_the_running_mean():
+    rng = np.random.default_rng(0)
+    losses = 1.0 + rng.normal(size=120)
+    rows = [{"step": str(i + 1), "meta_loss": str(v)} for i, v in enumerate(losses)] + [{"step": "121", "meta_loss": ""}]
+    fig = pictures.meta_training_curve_figure(rows, "a run", window=50)
+    raw, mean = fig.axes[0].get_lines()
+    np.testing.assert_allclose(raw.get_ydata(), losses)
+    expected = [losses[i - 49:i + 1].mean() for i in range(49, 120)]  # independent of np.convolve
+    np.testing.assert_allclose(mean.get_xdata(), np.arange(50, 121))
+    np.testing.assert_allclose(mean.get_ydata(), expected, rtol=1e-12)
+    assert len(fig.legends) == 1 and fig.get_figwidth() * pictures.DPI <= pictures.MAX_WIDTH_PX

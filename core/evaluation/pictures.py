@@ -5,7 +5,7 @@ depth and width, and the first-layer filters. Each `*_figure` function returns a
 Every picture is at most MAX_WIDTH_PX wide at DPI (panels wrap into rows), its text is at least 9 pt,
 it has one legend, outside the panels, and accuracy panels show chance level (1 / classes).
 
-The module is ~460 lines because every picture shares its layout helpers (readable names, panel
+The module is ~490 lines because every picture shares its layout helpers (readable names, panel
 wrapping, the legend, chance lines); split by picture they would be repeated."""
 
 from __future__ import annotations
@@ -431,6 +431,26 @@ def build_figures(config, summary, records, methods, datasets, store) -> list[tu
             rows, shape, f"First-layer filters: {name}, after {main_steps} unsupervised steps, "
                          f"architecture {arch_text(main_arch)}, seed 0")))
     return figures
+
+
+@_styled
+def meta_training_curve_figure(rows: list[dict], title: str, window: int = 50):
+    """Meta-loss per θ-step (thin) and its running mean over `window` steps, from metrics.csv rows."""
+    steps = np.array([int(r["step"]) for r in rows if r.get("meta_loss") not in (None, "")])
+    losses = np.array([float(r["meta_loss"]) for r in rows if r.get("meta_loss") not in (None, "")])
+    fig = _figure(9.0, 4.2)
+    ax = fig.add_subplot()
+    ax.plot(steps, losses, color="0.7", linewidth=0.6, label="meta-loss of each θ-step")
+    if len(losses) >= window:
+        mean = np.convolve(losses, np.ones(window) / window, mode="valid")
+        ax.plot(steps[window - 1:], mean, color="C0", linewidth=2.0, label=f"mean of the last {window} θ-steps")
+    ax.set_xlabel("θ-step (meta-training step)")
+    ax.set_ylabel("meta-loss (cosine distance)")
+    ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    _legend(fig, handles, labels)
+    _title(fig, [title])
+    return fig
 
 
 def make_pictures(config, workdir, summary, records, methods, datasets, store) -> dict[str, str]:

@@ -16,6 +16,17 @@ METHODS = dict(
 )
 
 
+def release(config, steps) -> None:
+    """The shipped-rule table's settings: pretrained:metz2019-glyphs-v1 as the learned rule, glyphs-v2
+    beside it, 5 seeds, 10 labels per class."""
+    config.rule_checkpoint = "pretrained:metz2019-glyphs-v1"
+    config.seeds = 5
+    config.shots = (10,)
+    config.main_shots = 10
+    config.steps = steps
+    config.methods.glyphs_v2 = dict(method="update_rule", checkpoint="pretrained:glyphs-v2")
+
+
 def study_config(name: str, description: str, seeds: int = 10) -> ml_collections.ConfigDict:
     """Fields every study has; the rule comes from `rule_checkpoint` (else `rule`, untrained)."""
     config = ml_collections.ConfigDict()

@@ -10,13 +10,14 @@ source; features from the `imdb_bow` source: counts of the 1,000 most frequent w
 train split): `pair` = python vs perl packages (2 classes, as IMDB's sentiment), `sections` =
 the 10 largest sections. When no APT lists are found the study stops with a one-line message
 (set METAPLASTIC_APT_LISTS to a folder of *_Packages files). Variant `:quick` shrinks everything
-for tests (a few dozen packages are enough).
+for tests (a few dozen packages are enough); `:release` is the README's text table (5 seeds,
+1 to 3,000 steps, glyphs-v2 beside the study's rule).
 """
 
 import ml_collections
 
 from metaplastic.core.config import apply_variant
-from metaplastic.experiments.eval.common import METHODS, shrink, study_config
+from metaplastic.experiments.eval.common import METHODS, release, shrink, study_config
 
 
 def quick(config):
@@ -24,6 +25,10 @@ def quick(config):
     for label in config.datasets:
         config.datasets[label].max_unlabeled = 200
         config.datasets[label].max_test = 100
+
+
+def release_table(config):
+    release(config, steps=(1, 10, 100, 1000, 3000))
 
 
 def get_config(arg=None):
@@ -43,4 +48,5 @@ def get_config(arg=None):
     config.steps = (1, 10, 100, 300, 1000)
     config.shots = (10,)
     config.main_shots = 10
-    return apply_variant(config, arg, {"quick": quick}, "experiments/eval/text.py")
+    return apply_variant(config, arg, {"quick": quick, "release": release_table},
+                         "experiments/eval/text.py")

@@ -7,7 +7,8 @@ horizons up to 3,000 (at 1,000 inner steps +18 to +24 points on held-out data ov
     metaplastic train --config experiments/train/glyphs.py --workdir runs/glyphs
 Variants:
   :metz2019    the paper's rule instead of the simple local rule (lockstep, truncated backprop, horizons to 1,000)
-  :metz2019_small  the same at small shapes, fast start, independent phases (~10× cheaper θ-steps)
+  :metz2019_small  the same at small shapes, fast start, independent phases, horizons to 3,000
+               (~10× cheaper θ-steps; the recipe of pretrained:metz2019-glyphs-v1)
   :glyphs_v2   the recipe that made pretrained:glyphs-v1/v2 (lockstep phases, truncated backprop)
 """
 
@@ -41,6 +42,7 @@ def metz2019_small(config):
     config.update_rule_config = ml_collections.ConfigDict(dict(mix_init=1.0))
     config.optimizer.learning_rate = 1e-3
     config.schedule.phases = "independent"
+    config.schedule.horizon = (50, 3000)  # as long as evaluation (pretrained:metz2019-glyphs-v1 from θ-step 363)
     config.checkpoint_every = 25
 
 

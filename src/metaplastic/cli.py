@@ -81,8 +81,8 @@ example:
   python -c "import metaplastic; print(metaplastic.load_rule('exported/glyphs-v3'))"
 
 The folder gets rule.json and theta.npz (what metaplastic.load_rule reads),
-meta_training_curve.csv (the metrics up to the exported step) and
-meta_training_config.json (the workdir's config.json)."""
+meta_training_curve.csv (the metrics up to the exported step) and its picture
+meta_training_curve.png, and meta_training_config.json (the workdir's config.json)."""
 
 
 MAIN_EPILOG = """\
@@ -326,11 +326,19 @@ def _cmd_export(args, _overrides) -> int:
             writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
+        _save_curve(rows, target / "meta_training_curve.png", f"Meta-training of {config['update_rule']} "
+                    f"({workdir.name}), {step} θ-steps")
     shutil.copy(workdir / "config.json", target / "meta_training_config.json")
     spent = f" ({seconds / 3600:.2f} h of meta-training)" if seconds is not None else ""
     print(f"exported step {step}{spent} of {workdir} to {target}; "
           f"load it with metaplastic.load_rule({str(target)!r})")
     return 0
+
+
+def _save_curve(rows: list[dict], path: pathlib.Path, title: str) -> None:
+    from metaplastic.core.evaluation.pictures import DPI, meta_training_curve_figure
+
+    meta_training_curve_figure(rows, title).savefig(path, dpi=DPI)
 
 
 def _has_steps(workdir: pathlib.Path) -> bool:
