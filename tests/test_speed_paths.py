@@ -105,6 +105,16 @@ def test_remat_gives_the_same_loss_states_and_gradient(problem, steps):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7), grad_r, grad)
 
 
+def test_scan_unroll_gives_the_same_loss_states_and_gradient(problem, remat=True):
+    theta, states, data, key = problem  # 9 steps: segments of 3 unrolled by 2 leave a remainder
+    (loss, (next_states, losses)), grad = _grad(_unroll(remat), theta, states, data, key)
+    unrolled = TruncatedUnroll(SimpleLocalRule(MLPBatchNorm(), hidden=4), RidgeCosDist(), remat, scan_unroll=2)
+    (loss_u, (next_u, losses_u)), grad_u = _grad(unrolled, theta, states, data, key)
+    np.testing.assert_allclose(losses_u, losses, rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), next_u, next_states)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7), grad_u, grad)
+
+
 def test_segment_length_is_about_sqrt_k():
     assert [segment_length(k) for k in (1, 2, 9, 10, 50, 200)] == [1, 1, 3, 3, 7, 14]
 
