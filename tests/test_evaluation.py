@@ -435,3 +435,12 @@ def test_optional_missing_dataset_is_skipped_and_reported(tmp_path):
     results = evaluation.run_study(study, tmp_path, progress=False, log=lines.append)
     assert results["datasets"]["absent"].startswith("skipped") and "absent" in lines[0]
     assert "skipped" in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.parametrize("study", ["datasets", "text"])
+def test_release_variants_compare_the_shipped_rules_on_held_out_data_only(study):
+    resolved = evaluation.resolve_study(load_config_file(str(EXPERIMENTS / "eval" / f"{study}.py") + ":release"))
+    assert resolved.rule_checkpoint == "pretrained:metz2019-glyphs-v1" and resolved.seeds == 5
+    assert resolved.methods["glyphs_v2"]["checkpoint"] == "pretrained:glyphs-v2"
+    assert tuple(resolved.shots) == (10,) and resolved.main_shots == 10
+    assert not any("train" in label for label in resolved.datasets)  # no training distribution in the table
