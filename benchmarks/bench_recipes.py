@@ -126,6 +126,10 @@ def train(name: str, workroot: pathlib.Path, budget: float, log) -> dict:
     return ledger
 
 
+def steps_per_cpu_hour(ledger: dict) -> float:
+    return ledger.get("steps", 0) / max(ledger["cpu"], 1e-9) * 3600
+
+
 def summarise(results: dict) -> dict:
     """(dataset, steps) -> (mean, se) of the ridge accuracy of the study's methods."""
     out = {}
@@ -164,7 +168,7 @@ def main(argv=None) -> int:
         for name in names:
             ledger = train(name, workroot, args.budget, log)
             print(f"| {name} | {ledger.get('steps', 0)} | {ledger['cpu']:.0f} | "
-                  f"{ledger.get('steps', 0) / max(ledger['cpu'], 1e-9) * 3600:.1f} | {ledger['wall']:.0f} | "
+                  f"{steps_per_cpu_hour(ledger):.1f} | {ledger['wall']:.0f} | "
                   f"{', '.join(f'{v:.1f}' for v in ledger.get('load', []))} |", flush=True)
         return 0
     for name in names:
@@ -197,8 +201,7 @@ def markdown(figures: dict, args) -> str:
     lines = [head, "|" + "---|" * (3 + len(columns))]
     for name, entry in figures["candidates"].items():
         ledger = entry["ledger"]
-        rate = ledger.get("steps", 0) / max(ledger["cpu"], 1e-9) * 3600
-        lines.append(f"| {name} | {ledger.get('steps', 0)} | {rate:.0f} | "
+        lines.append(f"| {name} | {ledger.get('steps', 0)} | {steps_per_cpu_hour(ledger):.0f} | "
                      + " | ".join(cell(entry["scores"], "learned", d, s) for d, s in columns) + " |")
     for baseline in BASELINES:
         lines.append(f"| *{baseline}* | | | " + " | ".join(cell(figures["baselines"], baseline, d, s)

@@ -436,8 +436,9 @@ def build_figures(config, summary, records, methods, datasets, store) -> list[tu
 @_styled
 def meta_training_curve_figure(rows: list[dict], title: str, window: int = 50):
     """Meta-loss per θ-step (thin) and its running mean over `window` steps, from metrics.csv rows."""
-    steps = np.array([int(r["step"]) for r in rows if r.get("meta_loss") not in (None, "")])
-    losses = np.array([float(r["meta_loss"]) for r in rows if r.get("meta_loss") not in (None, "")])
+    kept = [r for r in rows if r.get("meta_loss") not in (None, "")]
+    steps = np.array([int(r["step"]) for r in kept])
+    losses = np.array([float(r["meta_loss"]) for r in kept])
     fig = _figure(9.0, 4.2)
     ax = fig.add_subplot()
     ax.plot(steps, losses, color="0.7", linewidth=0.6, label="meta-loss of each θ-step")

@@ -11,7 +11,7 @@ One inner step, top layer down to the input pixels (levels L..0):
      the same change (identical updates), b a shifted, normalised readout;
   5. every parameter moves as p ← p·(1 − inner_lr) − inner_lr·Δp.
 
-The module is ~600 lines because the rule is one unit: its sub-networks share one θ layout,
+The module is ~560 lines because the rule is one unit: its sub-networks share one θ layout,
 the batch-statistics layers and the matmul-form convolutions, and none of it is used by another
 component (what would be shared belongs in core/).
 Labels never reach the rule; the input permutation per task is done by the task
