@@ -22,8 +22,10 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from metaplastic.core.errors import UserError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(UserError, RuntimeError):
     """No saved step can be restored intact."""
 
 
@@ -41,8 +43,30 @@ def state_digest(state) -> str | None:
     return digest.hexdigest()
 
 
+def _quiet_closed_event_loops() -> None:
+    """Drop the "Event loop is closed" noise of a failed restore, once per process.
+
+    Orbax restores through asyncio; after a restore fails, TensorStore's callbacks still post to the
+    closed loop, and each reports `RuntimeError: Event loop is closed` as an unraisable exception
+    (some 28 tracebacks that bury the one-line warning and say nothing more). Those alone are
+    dropped; every other unraisable exception goes to the hook that was there before."""
+    previous = sys.unraisablehook
+    if getattr(previous, "metaplastic_quiet", False):
+        return
+
+    def hook(unraisable):
+        error = unraisable.exc_value
+        if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+            return
+        previous(unraisable)
+
+    hook.metaplastic_quiet = True
+    sys.unraisablehook = hook
+
+
 class Checkpointer:
     def __init__(self, directory: str | pathlib.Path, keep: int = 3):
+        _quiet_closed_event_loops()
         self.directory = pathlib.Path(directory).absolute()
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                                enable_async_checkpointing=False)

@@ -14,21 +14,23 @@ import dataclasses
 import difflib
 import importlib.util
 import inspect
-import os
 import pathlib
 import sys
 from typing import Any, Callable, Mapping
 
 import ml_collections
 
+from metaplastic.core.errors import UserError, one_line
 from metaplastic.core.unroll import TruncatedUnroll
 from metaplastic.registries import ComponentError, get_registry, training_kinds
 
 # config field -> registry kind, in build order (read off the hook specifications)
 COMPONENT_FIELDS = training_kinds()
+# components a training config may choose when it has the field (config.trainer="genome" uses it)
+OPTIONAL_COMPONENT_FIELDS = ("genome_strategy",)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file, field or value is wrong."""
 
 
@@ -84,7 +86,7 @@ def load_config_file(spec: str, shipped: str | pathlib.Path | None = None) -> ml
     except ConfigError:
         raise
     except Exception as error:  # noqa: BLE001 - the user's file, reported in one line
-        raise ConfigError(f"config file '{path}'{_line_in(path, error)}: {_one_line(error)} "
+        raise ConfigError(f"config file '{path}'{_line_in(path, error)}: {one_line(error, with_type=True)} "
                           "(while importing it)") from None
     if not hasattr(module, "get_config"):
         raise ConfigError(f"config file '{path}' has no get_config()")
@@ -95,19 +97,17 @@ def load_config_file(spec: str, shipped: str | pathlib.Path | None = None) -> ml
         raise
     except Exception as error:  # noqa: BLE001 - the user's file, reported in one line
         raise ConfigError(f"config file '{path}'{_line_in(path, error)}: get_config raised "
-                          f"{_one_line(error)}") from None
+                          f"{one_line(error, with_type=True)}") from None
     if not isinstance(config, ml_collections.ConfigDict):
+        if not isinstance(config, dict):
+            raise ConfigError(f"config file '{path}': get_config() returned {type(config).__name__}, "
+                              "not a ConfigDict (or a dict)")
         try:
             config = ml_collections.ConfigDict(config)
-        except (TypeError, ValueError) as error:
-            raise ConfigError(f"config file '{path}': get_config() returned {type(config).__name__}, "
-                              f"not a ConfigDict ({_one_line(error)})") from None
+        except (TypeError, ValueError, AttributeError) as error:
+            raise ConfigError(f"config file '{path}': get_config() returned a dict that is no config "
+                              f"({one_line(error, with_type=True)})") from None
     return config
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _same_file(name: str, path: pathlib.Path) -> bool:
@@ -244,14 +244,15 @@ def resolve(config: ml_collections.ConfigDict, overrides: list[tuple[str, str]] 
     config.unlock()
     remaining = []
     for field, text in overrides:  # component names first: they decide which fields exist
-        if field in COMPONENT_FIELDS:
+        if field in COMPONENT_FIELDS or (field in OPTIONAL_COMPONENT_FIELDS and field in config):
             if text != config.get(field):
                 config[field + "_config"] = ml_collections.ConfigDict()
             config[field] = text
         else:
             remaining.append((field, text))
     registry = get_registry()
-    for kind in COMPONENT_FIELDS:
+    optional = tuple(kind for kind in OPTIONAL_COMPONENT_FIELDS if kind in config)
+    for kind in COMPONENT_FIELDS + optional:
         if kind not in config:
             raise ConfigError(f"config.{kind}: missing (registered: {', '.join(registry.names(kind))})")
         try:
@@ -303,9 +304,13 @@ def validate_training(config: ml_collections.ConfigDict) -> None:
 
     for field, low in (("batch_size", 1), ("num_steps", 0), ("tasks_per_step", 1), ("checkpoint_every", 1),
                        ("checkpoint_keep", 1), ("log_every", 1), ("architecture.top_width", 1),
-                       ("schedule.group_length", 0), ("optimizer.learning_rate", 0)):
+                       ("schedule.group_length", 0), ("optimizer.learning_rate", 0),
+                       ("optimizer.clip_per_parameter", 0), ("optimizer.genome_learning_rate", 0)):
         number(field, low)
     number("optimizer.clip_norm", 0, strict=True)
+    number("time_limit_seconds", 0)  # 0 = no limit
+    number("max_consecutive_skipped", 1)
+    number("optimizer.eps", 0, strict=True)
     sizes("architecture.widths", 1)
     sizes("architecture.depths", 0)
     sizes("schedule.truncation_lengths", 1)
@@ -317,6 +322,12 @@ def validate_training(config: ml_collections.ConfigDict) -> None:
         low, high = horizon
         if not 1 <= low <= high:
             bad("schedule.horizon", f"need 1 <= low <= high, got {tuple(horizon)!r}")
+        lengths = get("schedule.truncation_lengths")
+        longest = max(lengths) if isinstance(lengths, (tuple, list)) else lengths
+        if longest and low < longest:  # a task runs whole truncations: its horizon is rounded up to K
+            bad("schedule.horizon", f"low {low} is shorter than the longest truncation length {longest} "
+                                    "(config.schedule.truncation_lengths), which every task would run whole; "
+                                    f"need low >= {longest}")
     phases = get("schedule.phases")
     if phases is not None:
         from metaplastic.core.tasks import PHASES
@@ -366,38 +377,12 @@ def _as_kwargs(section) -> dict[str, Any]:
 def build(config: ml_collections.ConfigDict, kind: str, **extra) -> Any:
     """Instantiate `config.<kind>` with `config.<kind>_config` (plus engine-supplied `extra`)."""
     factory = get_registry().get(kind, config[kind])
-    from metaplastic.core.data import BadDataset
-
     try:
         return factory(**extra, **_as_kwargs(config.get(kind + "_config")))
-    except BadDataset:
-        raise  # already one line naming the dataset, the split and the problem
+    except UserError:
+        raise  # already one line with its context (a dataset that cannot be read names itself)
     except (TypeError, ValueError) as error:
-        where = dataset_being_read(error)
-        if where:  # a data file that cannot be read, found while the component loaded its data
-            raise ConfigError(f"config.{kind}='{config[kind]}': {where}: unreadable "
-                              f"({type(error).__name__}: {' '.join(str(error).split())})") from None
-        raise ConfigError(f"config.{kind}='{config[kind]}': {error}") from None
-
-
-def dataset_being_read(error: BaseException) -> str | None:
-    """"dataset 'NAME' split 'SPLIT' (FILE)" when `error` was raised while `core.data.load_dataset`
-    read a dataset (FILE: the innermost `path` a data source had open), else None."""
-    from metaplastic.core import data
-
-    load = getattr(data.load_dataset, "__wrapped__", data.load_dataset)
-    where, path = None, None
-    traceback = error.__traceback__
-    while traceback is not None:
-        frame = traceback.tb_frame
-        if frame.f_code is load.__code__:
-            where = f"dataset '{frame.f_locals.get('name')}' split '{frame.f_locals.get('split')}'"
-        elif where and isinstance(frame.f_locals.get("path"), (str, os.PathLike)):
-            path = frame.f_locals["path"]
-        traceback = traceback.tb_next
-    if where is None:
-        return None
-    return f"{where} ({path})" if path and str(path) not in where else where
+        raise ConfigError(f"config.{kind}='{config[kind]}': {one_line(error)}") from None
 
 
 @dataclasses.dataclass(frozen=True)

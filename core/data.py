@@ -16,19 +16,26 @@ import dataclasses
 import os
 import pathlib
 import sys
+import zipfile
+import zlib
 from typing import Callable
 
 import numpy as np
 
+from metaplastic.core.errors import UserError, one_line
 from metaplastic.core.interfaces import Dataset, DatasetUnavailable
-from metaplastic.core.ops.files import save_npz_atomic
+from metaplastic.core.ops.files import NpzError, read_npz, save_npz_atomic
 
 CACHE_ENV = "METAPLASTIC_CACHE_DIR"
 
 
 @functools.lru_cache(maxsize=32)
 def load_dataset(name: str, split: str, source: str | None = None) -> Dataset:
-    """`name`/`split` from `source`, or from the first registered source that has it."""
+    """`name`/`split` from `source`, or from the first registered source that has it.
+
+    A source that has the dataset but cannot read it (a damaged file, empty arrays) is a BadDataset
+    naming the dataset, split and source; `DatasetUnavailable` means "not here", and the next source
+    is tried."""
     from metaplastic.registries import get_registry
 
     registry = get_registry()
@@ -40,12 +47,19 @@ def load_dataset(name: str, split: str, source: str | None = None) -> Dataset:
         except DatasetUnavailable as why:
             reasons.append(f"{source_name}: {why}")
             continue
+        except UserError as error:  # the source's own one-line reason (BadDataset, NpzError, ...)
+            named = isinstance(error, NpzError) and error.path == pathlib.Path(name).expanduser()
+            raise BadDataset(f"dataset '{name}' split '{split}' (source {source_name}): "
+                             f"{error.reason if named else error}") from error
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+            raise BadDataset(f"dataset '{name}' split '{split}' (source {source_name}): unreadable "
+                             f"({one_line(error, with_type=True)})") from error
         return checked_dataset(found, name, split, source_name)
     raise DatasetUnavailable(f"dataset '{name}' split '{split}' is unavailable; tried "
                              + "; ".join(reasons or ["no data sources registered"]))
 
 
-class BadDataset(ValueError):
+class BadDataset(UserError, ValueError):
     """A data source returned a dataset that cannot be trained or evaluated on (NaN pixels, labels
     out of range, no rows, ...); the one-line message names the dataset, split and source."""
 
@@ -137,9 +151,8 @@ def cached_arrays(folder: str, key: str, build: Callable[[], dict[str, np.ndarra
     path = root / folder / f"{key}.npz" if root else None
     if path is not None and path.exists():
         try:
-            with np.load(path, allow_pickle=False) as stored:
-                return {name: stored[name] for name in stored.files}
-        except (OSError, ValueError):
+            return read_npz(path)
+        except NpzError:
             pass  # truncated or foreign file: rebuild and overwrite
     arrays = build()
     if path is not None:

@@ -23,12 +23,13 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from metaplastic.core.errors import UserError
 from metaplastic.core.interfaces import EstimatorState
 
 TASK_AXIS = "tasks"
 
 
-class DistributedError(ValueError):
+class DistributedError(UserError, ValueError):
     """The device layout or the multi-process setup does not fit the config."""
 
 
@@ -82,6 +83,21 @@ def initialize(settings: ProcessSettings) -> None:
     except RuntimeError as error:
         raise DistributedError(f"jax.distributed.initialize failed ({error}); it must run before "
                                "anything uses a JAX device in this process") from None
+
+
+def check_devices() -> None:
+    """JAX's devices can be used; else, when JAX_PLATFORMS asks for a platform this machine lacks,
+    a one-line DistributedError (without JAX_PLATFORMS a failure is not the user's: it propagates).
+    Call it after `initialize`: it starts JAX's backends."""
+    try:
+        jax.devices()
+    except (RuntimeError, AssertionError) as error:  # JAX_PLATFORMS=cuda without a CUDA plugin: an assert
+        platforms = os.environ.get("JAX_PLATFORMS") or jax.config.jax_platforms or ""
+        if not platforms:
+            raise
+        reason = " ".join(str(error).split()).split(" (set JAX_PLATFORMS")[0] or "no backend could start"
+        raise DistributedError(f"JAX_PLATFORMS={platforms!r}: no such device here ({reason}); unset "
+                               "JAX_PLATFORMS to use the devices this machine has") from None
 
 
 def is_primary() -> bool:

@@ -12,6 +12,7 @@ Device side (pure, jit-able functions of pytrees):
 Host side:
   TaskFamily       sample_task(key, arch) -> Task;  truncation_data(task, key, K) -> TruncationData
   GradientEstimator  init_state(...) / estimate(θ, state, data, key) -> (grad, state, metrics)
+  GenomeStrategy   init(key, mean) / ask(key, state) / tell(key, population, fitness, state) / mean(state)
 Evaluation side (core.evaluation):
   EvalMethod       train(TrainingProblem, steps) -> yields (step, FeatureModel)
   FeatureModel     features(x) -> [n, F];  first_layer_weights() -> [D, units] or None
@@ -28,6 +29,8 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, NamedTuple
 import flax.struct
 import jax
 import numpy as np
+
+from metaplastic.core.errors import UserError
 
 if TYPE_CHECKING:
     import ml_collections
@@ -144,6 +147,15 @@ class UpdateRule(abc.ABC):
     def features(self, state: InnerState, x: Array) -> Array:
         return self.base_model.features(state.params, x)
 
+    def genome_mask(self, theta: Pytree) -> Pytree:
+        """Which elements of θ are the rule's *genome*: bool arrays shaped like θ's leaves.
+
+        The genome is the few scalars a rule uses without its networks (mix weights, step sizes,
+        temperatures); genome-first training (`core.genome`) searches only these, and the
+        optimiser may give them their own learning rate. Default: every element.
+        """
+        return jax.tree.map(lambda leaf: np.ones(np.shape(leaf), bool), theta)
+
 
 class MetaObjective(abc.ABC):
     """Scores features; lower is better. Differentiable in θ through φ."""
@@ -156,11 +168,11 @@ class MetaObjective(abc.ABC):
 
 # ---------------------------------------------------------------- host side
 
-class DatasetUnavailable(LookupError):
+class DatasetUnavailable(UserError, LookupError):
     """A data source does not have this dataset here; the message says how to get it."""
 
 
-class EvaluationError(ValueError):
+class EvaluationError(UserError, ValueError):
     """A study, dataset, method or checkpoint cannot be evaluated as configured."""
 
 
@@ -242,6 +254,32 @@ class GradientEstimator(abc.ABC):
     def estimate(self, theta: Pytree, state: EstimatorState, data: TruncationData,
                  key: Array) -> tuple[Pytree, EstimatorState, dict]:
         """(meta-gradient, next state, metrics incl. 'meta_loss') over one truncation."""
+
+
+class GenomeStrategy(abc.ABC):
+    """An evolution strategy over a flat genome vector [d] (`core.genome`); lower fitness is better.
+
+    Pure, jit-able functions of the strategy's state (a pytree, checkpointed as the trainer's
+    optimiser state); randomness only from the keys given.
+    """
+
+    population_size: int
+
+    @abc.abstractmethod
+    def init(self, key: Array, mean: Array) -> Pytree:
+        """The state of a search centred on `mean` [d]."""
+
+    @abc.abstractmethod
+    def ask(self, key: Array, state: Pytree) -> tuple[Array, Pytree]:
+        """(population [population_size, d], state to pass to `tell`)."""
+
+    @abc.abstractmethod
+    def tell(self, key: Array, population: Array, fitness: Array, state: Pytree) -> tuple[Pytree, dict]:
+        """(next state, scalar metrics) from the population's fitness [population_size]."""
+
+    @abc.abstractmethod
+    def mean(self, state: Pytree) -> Array:
+        """The search's current best guess [d] (θ's genome between generations)."""
 
 
 # ---------------------------------------------------------------- evaluation side

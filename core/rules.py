@@ -43,7 +43,8 @@ from metaplastic.core import config as config_lib
 from metaplastic.core.data import to_unit_float
 from metaplastic.core.interfaces import (Architecture, BaseModel, EvaluationError, InnerState, Pytree,
                                          UpdateRule)
-from metaplastic.core.ops.files import save_npz_atomic, write_atomic
+from metaplastic.core.errors import UserError
+from metaplastic.core.ops.files import NpzError, read_npz, save_npz_atomic, write_atomic
 from metaplastic.core.unroll import rule_features, run_inner_steps
 
 PRETRAINED_PREFIX = "pretrained:"
@@ -53,6 +54,10 @@ REQUIRED_KEYS = ("update_rule", "update_rule_config", "base_model", "base_model_
 STATISTICS_ROWS = 10_000  # rows of the fitted data the population statistics are computed from
 FEATURE_CHUNK = 1024      # population-statistics features: fixed-size (padded) chunks, one compilation
 STATISTICS = ("population", "batch")
+
+
+class RuleError(UserError, ValueError):
+    """A saved rule (rule.json + theta.npz) or a rule source that cannot be loaded."""
 
 
 # ---------------------------------------------------------------- arguments
@@ -303,23 +308,23 @@ def _read_description(path: pathlib.Path) -> dict:
     try:
         description = json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: invalid JSON ({error.msg} at line {error.lineno}, column {error.colno})") from None
+        raise RuleError(f"{path}: invalid JSON ({error.msg} at line {error.lineno}, column {error.colno})") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: unreadable ({_first_line(error)})") from None
+        raise RuleError(f"{path}: unreadable ({_first_line(error)})") from None
     if not isinstance(description, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(description).__name__}")
+        raise RuleError(f"{path}: expected a JSON object, got {type(description).__name__}")
     missing = [key for key in REQUIRED_KEYS if key not in description]
     if missing:
-        raise ValueError(f"{path}: missing key{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+        raise RuleError(f"{path}: missing key{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
     wrong = [key for key in REQUIRED_KEYS if not isinstance(description[key], dict if "config" in key else str)]
     if wrong:
-        raise ValueError(f"{path}: {wrong[0]} must be a {'JSON object' if 'config' in wrong[0] else 'string'}")
+        raise RuleError(f"{path}: {wrong[0]} must be a {'JSON object' if 'config' in wrong[0] else 'string'}")
     version = description.get("format_version")
     if version is not None:
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise ValueError(f"{path}: format_version must be an integer ≥ 1, got {version!r}")
+            raise RuleError(f"{path}: format_version must be an integer ≥ 1, got {version!r}")
         if version > FORMAT_VERSION:
-            raise ValueError(f"{path}: format_version {version} is newer than this metaplastic "
+            raise RuleError(f"{path}: format_version {version} is newer than this metaplastic "
                              f"({_package_version()}) reads ({FORMAT_VERSION}); upgrade metaplastic")
     return description
 
@@ -331,17 +336,16 @@ def _load_directory(directory: pathlib.Path) -> LearnedRule:
         rule = _rule_components(description["update_rule"], description["update_rule_config"],
                                 description["base_model"], description["base_model_config"])
     except (ValueError, TypeError, LookupError) as error:
-        raise ValueError(f"{json_path}: {_first_line(error)}") from error
+        raise RuleError(f"{json_path}: {_first_line(error)}") from error
     if not npz_path.is_file():
-        raise ValueError(f"{npz_path}: missing (a saved rule is rule.json + theta.npz)")
+        raise RuleError(f"{npz_path}: missing (a saved rule is rule.json + theta.npz)")
     try:
-        with np.load(npz_path, allow_pickle=False) as stored:
-            arrays = {name: stored[name] for name in stored.files}
-    except Exception as error:  # a truncated zip fails in many ways (BadZipFile, EOFError, zlib, ValueError)
-        raise ValueError(f"{npz_path}: unreadable, truncated or not an .npz ({_first_line(error)})") from None
+        arrays = read_npz(npz_path)
+    except NpzError as error:
+        raise RuleError(f"{npz_path}: unreadable, truncated or not an .npz ({error.reason})") from None
     expected = description.get("theta_sha256")
     if expected is not None and theta_sha256(arrays) != expected:
-        raise ValueError(f"{npz_path}: sha256 {theta_sha256(arrays)[:16]}… does not match theta_sha256 "
+        raise RuleError(f"{npz_path}: sha256 {theta_sha256(arrays)[:16]}… does not match theta_sha256 "
                          f"{str(expected)[:16]}… in rule.json (θ changed or corrupted)")
     template = rule.init_theta(jax.random.PRNGKey(0))
     leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
@@ -350,13 +354,13 @@ def _load_directory(directory: pathlib.Path) -> LearnedRule:
         name = jax.tree_util.keystr(path)
         if name not in arrays or arrays[name].shape != leaf.shape:
             found = "missing" if name not in arrays else f"of shape {arrays[name].shape}"
-            raise ValueError(f"{npz_path}: θ entry {name} {found}, rule '{description['update_rule']}' as "
+            raise RuleError(f"{npz_path}: θ entry {name} {found}, rule '{description['update_rule']}' as "
                              f"configured in rule.json needs shape {tuple(leaf.shape)}")
         restored.append(jnp.asarray(arrays[name], leaf.dtype))
     theta = jax.tree_util.tree_unflatten(treedef, restored)
     bad = _non_finite(theta)
     if bad:
-        raise ValueError(f"{npz_path}: θ of rule '{description['update_rule']}': non-finite ({bad} values)")
+        raise RuleError(f"{npz_path}: θ of rule '{description['update_rule']}': non-finite ({bad} values)")
     return LearnedRule(rule, theta, description)
 
 
@@ -460,6 +464,6 @@ def load_rule(source: str | pathlib.Path) -> LearnedRule:
         return _load_directory(path)
     if (path / "config.json").exists():
         return _load_workdir(path)
-    raise ValueError(f"rule '{text}': not a pretrained name (pretrained:NAME), a saved rule directory "
+    raise RuleError(f"rule '{text}': not a pretrained name (pretrained:NAME), a saved rule directory "
                      "(rule.json + theta.npz) or a meta-training workdir (config.json + checkpoints/)")
 

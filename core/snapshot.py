@@ -17,9 +17,14 @@ import flax.serialization
 import jax
 import numpy as np
 
-from metaplastic.core.ops.files import write_atomic
+from metaplastic.core.errors import UserError
+from metaplastic.core.ops.files import NpzError, read_npz, write_atomic
 
 FORMAT_VERSION = 1
+
+
+class SnapshotError(UserError, ValueError):
+    """A snapshot that cannot be read, or does not fit this config; or a workdir with nothing to snapshot."""
 
 
 def _flatten(prefix: str, tree) -> dict[str, np.ndarray]:
@@ -28,15 +33,15 @@ def _flatten(prefix: str, tree) -> dict[str, np.ndarray]:
     return {f"{prefix}{jax.tree_util.keystr(path)}": np.asarray(leaf) for path, leaf in leaves}
 
 
-def _unflatten(prefix: str, arrays: dict[str, np.ndarray], template, where: str):
+def _unflatten(prefix: str, arrays: dict[str, np.ndarray], template, where: str, hint: str = ""):
     state = flax.serialization.to_state_dict(template)
     leaves, treedef = jax.tree_util.tree_flatten_with_path(state)
     restored = []
     for path, leaf in leaves:
         name = f"{prefix}{jax.tree_util.keystr(path)}"
         if name not in arrays or arrays[name].shape != np.shape(leaf):
-            raise ValueError(f"{where}: {name} is missing or has the wrong shape for this config "
-                             f"(expected {np.shape(leaf)})")
+            found = "is missing" if name not in arrays else f"has shape {arrays[name].shape}"
+            raise SnapshotError(f"{where}: {name} {found}, this config needs shape {np.shape(leaf)}{hint}")
         restored.append(np.asarray(arrays[name], np.asarray(leaf).dtype))
     return flax.serialization.from_state_dict(template, jax.tree_util.tree_unflatten(treedef, restored))
 
@@ -58,22 +63,39 @@ def read_meta(path: str | pathlib.Path) -> dict:
         return json.loads(str(stored["meta"]))
 
 
-def load_snapshot(path: str | pathlib.Path, theta_template, opt_state_template):
-    """(θ, optimiser state, meta) with the structure of the templates; one-line ValueError otherwise."""
+def load_snapshot(path: str | pathlib.Path, theta_template, opt_state_template, config: dict | None = None):
+    """(θ, optimiser state, meta) with the structure of the templates; one-line SnapshotError otherwise.
+
+    `config` (the run's config as a dict): a snapshot of another update rule is refused by name, and
+    one of other sizes names the fields that differ."""
     path = pathlib.Path(path)
+    where = f"snapshot '{path}'"
     try:
-        with np.load(path, allow_pickle=False) as stored:
-            arrays = {name: stored[name] for name in stored.files}
-    except (OSError, ValueError, EOFError) as error:
-        raise ValueError(f"snapshot '{path}': unreadable ({type(error).__name__}: {error})") from None
+        arrays = read_npz(path)
+    except NpzError as error:
+        raise SnapshotError(f"{where}: {error.reason}") from None
     if "meta" not in arrays:
-        raise ValueError(f"snapshot '{path}': not a metaplastic snapshot (no meta)")
-    meta = json.loads(str(arrays.pop("meta")))
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"snapshot '{path}': format version {meta.get('format_version')} "
-                         f"(this metaplastic reads {FORMAT_VERSION})")
-    theta = _unflatten("theta", arrays, theta_template, f"snapshot '{path}'")
-    opt_state = _unflatten("opt_state", arrays, opt_state_template, f"snapshot '{path}'")
+        raise SnapshotError(f"{where}: not a metaplastic snapshot (no meta; `metaplastic snapshot` writes one)")
+    try:
+        meta = json.loads(str(arrays.pop("meta")))
+    except ValueError:
+        raise SnapshotError(f"{where}: not a metaplastic snapshot (its meta is not JSON)") from None
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        version = meta.get("format_version") if isinstance(meta, dict) else None
+        raise SnapshotError(f"{where}: format version {version} (this metaplastic reads {FORMAT_VERSION})")
+    hint = ""
+    if config is not None:
+        theirs = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+        if theirs.get("update_rule") not in (None, config.get("update_rule")):
+            raise SnapshotError(f"{where}: a snapshot of a '{theirs['update_rule']}' run; this config trains "
+                                f"config.update_rule='{config.get('update_rule')}'")
+        changed = [f"{section}.{key}={theirs[section][key]!r} (here {config[section].get(key)!r})"
+                   for section in ("update_rule_config", "base_model_config")
+                   if isinstance(theirs.get(section), dict) and isinstance(config.get(section), dict)
+                   for key in sorted(theirs[section]) if theirs[section][key] != config[section].get(key)]
+        hint = f" (the snapshot's run had {', '.join(changed)})" if changed else ""
+    theta = _unflatten("theta", arrays, theta_template, where, hint)
+    opt_state = _unflatten("opt_state", arrays, opt_state_template, where, hint)
     return theta, opt_state, meta
 
 
@@ -83,14 +105,15 @@ def export_snapshot(workdir: str | pathlib.Path, path: str | pathlib.Path) -> di
 
     workdir = pathlib.Path(workdir)
     if not (workdir / "checkpoints").is_dir() or not (workdir / "config.json").is_file():
-        raise ValueError(f"workdir '{workdir}': no checkpoints/ or config.json (not a `metaplastic train` workdir)")
+        raise SnapshotError(f"workdir '{workdir}': no checkpoints/ or config.json (not a `metaplastic train` "
+                            "workdir)")
     checkpointer = Checkpointer(workdir / "checkpoints")
     try:
         found = checkpointer.restore_newest_intact(None)
     finally:
         checkpointer.close()
     if found is None:
-        raise ValueError(f"workdir '{workdir}': no checkpoint saved yet")
+        raise SnapshotError(f"workdir '{workdir}': no checkpoint saved yet")
     step, meta, state = found
     save_snapshot(path, state["theta"], state["opt_state"], step, meta["skipped"],
                   json.loads((workdir / "config.json").read_text()),

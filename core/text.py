@@ -13,7 +13,7 @@ import functools
 
 import numpy as np
 
-from metaplastic.core.data import load_dataset
+from metaplastic.core.data import BadDataset, load_dataset
 
 MODES = ("counts", "binary", "log_counts")
 
@@ -25,7 +25,7 @@ def _preprocess(text: str) -> str:
 def _texts(dataset: str, split: str):
     data = load_dataset(dataset, split)
     if data.x.ndim != 1 or not isinstance(data.x[0], str):
-        raise ValueError(f"dataset '{dataset}' is not a text dataset (x has shape {data.x.shape}); "
+        raise BadDataset(f"dataset '{dataset}' is not a text dataset (x has shape {data.x.shape}); "
                          "a bag of words needs strings")
     return data
 
@@ -36,10 +36,11 @@ def word_counts(dataset: str, split: str, stop_words: str):
     from sklearn.feature_extraction.text import CountVectorizer
 
     vectorizer = CountVectorizer(preprocessor=_preprocess, stop_words=stop_words or None, dtype=np.float32)
+    texts = _texts(dataset, split).x  # BadDataset names the dataset itself
     try:
-        counts = vectorizer.fit_transform(_texts(dataset, split).x).tocsr()
+        counts = vectorizer.fit_transform(texts).tocsr()
     except ValueError as error:  # e.g. an empty vocabulary
-        raise ValueError(f"dataset '{dataset}' split '{split}': {error}") from None
+        raise BadDataset(f"dataset '{dataset}' split '{split}': {error}") from None
     return counts, vectorizer.get_feature_names_out()
 
 

@@ -33,6 +33,7 @@ from jax.experimental.compilation_cache import compilation_cache
 from metaplastic.core import config as config_lib
 from metaplastic.core import distributed
 from metaplastic.core.checkpoint import Checkpointer
+from metaplastic.core.errors import UserError
 from metaplastic.core.estimation import reset_tasks
 from metaplastic.core.interfaces import Pytree, TruncationData, UpdateRule
 from metaplastic.core.metrics import MetricsWriter
@@ -40,7 +41,8 @@ from metaplastic.core.tasks import ArchitectureSampler, Schedule, TaskGroup, rep
 from metaplastic.core.ops.files import write_atomic
 from metaplastic.core.snapshot import load_snapshot
 from metaplastic.core.unroll import labels_only_loss
-from metaplastic.core.workdir import WorkdirLock, check_config
+from metaplastic.core.validation import Validator
+from metaplastic.core.workdir import WorkdirError, WorkdirLock, check_config
 
 
 class KeyPurpose(enum.IntEnum):
@@ -66,9 +68,36 @@ def initial_theta(rule: UpdateRule, seed: int) -> Pytree:
 
 
 
-def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    return optax.chain(optax.clip_by_global_norm(config.optimizer.clip_norm),
-                       optax.adam(config.optimizer.learning_rate))
+def _scale_per_element(rates: Pytree) -> optax.GradientTransformation:
+    """Multiply the updates by `rates` (a pytree shaped like θ), a constant: not optimiser state."""
+    def update(updates, state, params=None):
+        del params
+        return jax.tree.map(lambda rate, u: jnp.asarray(rate, u.dtype) * u, rates, updates), state
+
+    return optax.GradientTransformation(optax.init_empty_state, update)
+
+
+def make_optimizer(config: ml_collections.ConfigDict,
+                   genome_mask: Pytree | None = None) -> optax.GradientTransformation:
+    """Global-norm clipping, per-parameter clipping (when on), then Adam; θ's genome elements
+    (`genome_mask`, from `UpdateRule.genome_mask`) at their own learning rate when set.
+
+    The state keeps one layout (clipping's, then Adam's) whatever is on, so a snapshot continues
+    with per-parameter clipping or a genome learning rate switched on."""
+    settings = config.optimizer
+    learning_rate, eps = settings.learning_rate, settings.get("eps", 1e-8)
+    genome_learning_rate = settings.get("genome_learning_rate", 0.0)
+    clip = optax.clip_by_global_norm(settings.clip_norm)
+    if settings.get("clip_per_parameter", 0.0) > 0:
+        clip = optax.chain(clip, optax.clip(settings.clip_per_parameter))
+    if genome_learning_rate > 0:
+        if genome_mask is None:
+            raise ValueError("config.optimizer.genome_learning_rate is set but make_optimizer got no genome_mask")
+        rates = jax.tree.map(lambda mask: np.where(mask, -genome_learning_rate, -learning_rate), genome_mask)
+        adam = optax.chain(optax.scale_by_adam(eps=eps), _scale_per_element(rates))
+    else:
+        adam = optax.adam(learning_rate, eps=eps)
+    return optax.chain(clip, adam)
 
 
 def _tree_finite(tree) -> jax.Array:
@@ -103,6 +132,7 @@ class MetaTrainer:
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: str | pathlib.Path, lock: bool = True):
         distributed.initialize(distributed.process_settings(config))  # before any device is touched
+        distributed.check_devices()  # JAX_PLATFORMS naming a platform this machine lacks: one line
         self.config = config
         self.workdir = pathlib.Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -121,11 +151,11 @@ class MetaTrainer:
         self.unroll = self.components.unroll
         self.architectures = ArchitectureSampler(**config.architecture)
         self.schedule = Schedule(**config.schedule)
-        self.optimizer = make_optimizer(config)
         self.sharding = distributed.TaskSharding.create(config.tasks_per_step)
-        self.update = make_update_fn(self.optimizer, self.sharding.replicated)
         self.local_tasks = self.sharding.local_tasks()
         self.checkpointer = Checkpointer(self.workdir / "checkpoints", keep=config.checkpoint_keep)
+        self.validator = (Validator(config, self.components.rule, self.components.objective, self.workdir)
+                          if config.validation.every > 0 else None)
         self._prefetcher = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="truncation-data")
         self._pending = None  # (step, group_start, future of (group, data)) for the next step
 
@@ -134,7 +164,8 @@ class MetaTrainer:
         self.consecutive_skipped = 0
         self.elapsed_seconds = 0.0  # wall-clock seconds of meta-training so far, over every session
         self.theta = self.sharding.replicate(initial_theta(self.components.rule, self.config.seed))
-        self.opt_state = self.sharding.replicate(self.optimizer.init(self.theta))
+        self._init_meta_optimiser()
+        self.opt_state = self._fresh_opt_state(self.theta)
         self.group = None
         self.group_start = 0
         self.group_inner_steps = 0  # inner steps since the group started (host copy)
@@ -148,6 +179,17 @@ class MetaTrainer:
                          config.allow_config_change)
         if not self._restore():
             self._start_from(config.init_snapshot, config.init_theta)
+
+    def _init_meta_optimiser(self) -> None:
+        """What turns a meta-gradient into a θ update (`core.genome` puts its strategy here)."""
+        config = self.config
+        genome_mask = (self.components.rule.genome_mask(initial_theta(self.components.rule, config.seed))
+                       if config.optimizer.get("genome_learning_rate", 0) > 0 else None)
+        self.optimizer = make_optimizer(config, genome_mask=genome_mask)
+        self.update = make_update_fn(self.optimizer, self.sharding.replicated)
+
+    def _fresh_opt_state(self, theta):
+        return self.sharding.replicate(self.optimizer.init(theta))
 
     def _key(self, purpose: KeyPurpose, step: int) -> jax.Array:
         return run_key(self.config.seed, purpose, step)
@@ -247,6 +289,8 @@ class MetaTrainer:
         return self._state()
 
     def _restore(self) -> bool:
+        if self.config.init_snapshot and self.checkpointer.all_steps():
+            self._refuse_snapshot_over_checkpoints(self.checkpointer.all_steps()[-1])
         found = self.checkpointer.restore_newest_intact(self._template)
         if found is None:
             return False
@@ -270,13 +314,27 @@ class MetaTrainer:
         self.elapsed_seconds = meta.get("elapsed_seconds", 0.0)
         return True
 
+    def _refuse_snapshot_over_checkpoints(self, newest: int) -> None:
+        """`init_snapshot` starts a new run: a workdir with checkpoints resumes them, so a snapshot given
+        there is refused, unless it is the one this run started from (its command, run again)."""
+        snapshot = self.config.init_snapshot
+        try:
+            started_from = json.loads((self.workdir / "config.json").read_text()).get("init_snapshot") or ""
+        except (OSError, ValueError, AttributeError):
+            started_from = ""
+        if started_from and os.path.realpath(started_from) == os.path.realpath(snapshot):
+            return
+        raise WorkdirError(f"workdir '{self.workdir}' already holds checkpoints (newest step {newest}), which a "
+                           f"run resumes; config.init_snapshot='{snapshot}' only starts a new run: drop it to "
+                           "resume this run, or give a fresh --workdir to continue the snapshot")
+
     def _start_from(self, snapshot: str, theta_source: str) -> None:
         """A new run: continue a snapshot (θ, optimiser, step), or fine-tune the θ of a saved rule."""
         if snapshot and theta_source:
             raise config_lib.ConfigError("config.init_snapshot and config.init_theta: set at most one")
         if snapshot:
             theta, opt_state, meta = load_snapshot(snapshot, jax.device_get(self.theta),
-                                                   jax.device_get(self.opt_state))
+                                                   jax.device_get(self.opt_state), self.config.to_dict())
             self.theta, self.opt_state = self.sharding.replicate(theta), self.sharding.replicate(opt_state)
             self.step, self.skipped = meta["step"], meta["skipped"]
             self.elapsed_seconds = float(meta.get("elapsed_seconds", 0.0))
@@ -295,7 +353,7 @@ class MetaTrainer:
                 raise config_lib.ConfigError(f"config.init_theta='{theta_source}': θ does not fit "
                                              "config.update_rule_config (other sizes)")
             self.theta = self.sharding.replicate(learned.theta)
-            self.opt_state = self.sharding.replicate(self.optimizer.init(self.theta))
+            self.opt_state = self._fresh_opt_state(self.theta)
 
     # -- the loop ------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
@@ -376,6 +434,10 @@ class MetaTrainer:
             bar = tqdm(total=config.num_steps, initial=self.step, desc="meta-train", dynamic_ncols=True)
         stop = _StopOnTerminate()
         try:
+            if self.validator is not None and self.validator.first_step < 0 and primary:
+                scores = self.validator.observe(self.step, self.theta)  # the starting θ: what to beat
+                if writer:
+                    writer.write(self.step, scores)
             while self.step < config.num_steps and not stop.requested:
                 if max_seconds is not None and time.perf_counter() - started >= max_seconds:
                     break
@@ -385,7 +447,15 @@ class MetaTrainer:
                 metrics = self.train_step()
                 metrics["seconds"] = time.perf_counter() - tick
                 self.elapsed_seconds += metrics["seconds"]
-                if writer and (self.step % config.log_every == 0 or self.step == config.num_steps):
+                validated = self.validator is not None and self.validator.due(self.step) and primary
+                if validated:
+                    metrics.update(self.validator.observe(self.step, self.theta))
+                    if self.validator.should_stop(self.step):
+                        stop.requested = True
+                        print(f"metaplastic: stopping at step {self.step}: validation has not beaten its first "
+                              f"score ({self.validator.first_loss:.4f} at step {self.validator.first_step}) in "
+                              f"{config.validation.patience} θ-steps (config.validation.patience)", flush=True)
+                if writer and (validated or self.step % config.log_every == 0 or self.step == config.num_steps):
                     writer.write(self.step, metrics)
                 if bar is not None:
                     bar.update(1)
@@ -406,6 +476,12 @@ class MetaTrainer:
                         f"the last {self.consecutive_skipped} θ-steps were all skipped (non-finite meta-loss or "
                         f"meta-gradient; see skip_reason in {self.workdir / 'metrics.csv'}); stopped at step "
                         f"{self.step} (config.max_consecutive_skipped={config.max_consecutive_skipped})")
+            ran = self.step - first_step
+            if ran and self.consecutive_skipped >= ran and not stop.signalled:  # θ never changed
+                raise TrainingError(
+                    f"every θ-step this run made ({ran}: steps {first_step + 1}-{self.step}) was skipped "
+                    "(non-finite meta-loss or meta-gradient; see skip_reason in "
+                    f"{self.workdir / 'metrics.csv'}), so θ did not change")
         finally:
             stop.restore()
             self._pending = None
@@ -420,14 +496,16 @@ class MetaTrainer:
             if self._lock is not None:
                 self._lock.release()
         elapsed = time.perf_counter() - started
+        # preempted: SIGTERM stopped the run before num_steps (saved; the same command resumes it)
         return {"steps": self.step, "skipped": self.skipped, "seconds": elapsed,
-                "steps_per_second": (self.step - first_step) / max(elapsed, 1e-9)}
+                "steps_per_second": (self.step - first_step) / max(elapsed, 1e-9),
+                "preempted": stop.signalled and self.step < config.num_steps}
 
 
 LINE_SECONDS = 30.0  # progress="lines": seconds between lines
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError, RuntimeError):
     """Meta-training cannot go on (e.g. every recent step was skipped)."""
 
 
@@ -436,12 +514,13 @@ class _StopOnTerminate:
 
     def __init__(self):
         self.requested = False
+        self.signalled = False  # by SIGTERM (`requested` may also be set by the loop itself)
         self._previous = None
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGTERM, self._request)
 
     def _request(self, signum, frame):
-        self.requested = True
+        self.requested = self.signalled = True
 
     def restore(self):
         if self._previous is not None:
@@ -461,6 +540,7 @@ def _use_compilation_cache(config: ml_collections.ConfigDict, workdir: pathlib.P
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress: bool = True):
-    """Meta-train (resuming from `workdir` if it holds a checkpoint). Returns a summary dict."""
+    """Meta-train by meta-gradients (resuming from `workdir` if it holds a checkpoint). Returns a summary
+    dict. `core.genome.train` picks this or the genome trainer by `config.trainer`."""
     return MetaTrainer(config, workdir).run(progress=progress)
 

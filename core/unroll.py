@@ -5,6 +5,7 @@
   objective, nothing about tasks or estimators; hashable, so it can be a static jit argument.
 - `run_inner_steps`: inner steps start..stop-1 of a rule, the batch and key of step t given by a
   function of t: the one loop that evaluation (`core.evaluation`) and fitting (`core.rules`) run.
+- `trajectory_losses`: a whole inner run scored at log-spaced points (genome-first training, validation).
 - `rule_features`: the jitted features of a rule's base model.
 Everything here is pure and jit-able.
 """
@@ -79,6 +80,25 @@ def run_inner_steps(rule: UpdateRule, theta: Pytree, state: InnerState, inputs_a
         return rule.inner_step(theta, state, x, key)
 
     return jax.lax.fori_loop(start, stop, body, state)
+
+
+def trajectory_losses(rule: UpdateRule, objective: MetaObjective, theta: Pytree, state: InnerState,
+                      unlabeled: jax.Array, meta_a, meta_b, points: tuple[int, ...], key: jax.Array) -> jax.Array:
+    """A whole inner run, scored along the way: the meta-loss after each of `points` (ascending inner-step
+    counts) [P], fitting on meta_a[i] and scoring on meta_b[i] ([P, n, ...]) at points[i].
+
+    `unlabeled` [max(points), B, D] holds the batch of every inner step; no labels reach the rule.
+    The objective of genome-first training and of meta-validation: a rule that peaks and then falls
+    is seen falling.
+    """
+    keys, unlabeled = jax.random.split(key, max(points)), jnp.asarray(unlabeled)
+    losses, start = [], 0
+    for i, point in enumerate(points):
+        state = run_inner_steps(rule, theta, state, lambda t: (unlabeled[t], keys[t]), start, point)
+        batch_a, batch_b = jax.tree.map(lambda a: a[i], (meta_a, meta_b))
+        losses.append(objective.loss(functools.partial(rule.features, state), batch_a, batch_b))
+        start = point
+    return jnp.stack(losses)
 
 
 @functools.partial(jax.jit, static_argnames=("rule",))

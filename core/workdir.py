@@ -15,6 +15,7 @@ import json
 import os
 import pathlib
 
+from metaplastic.core.errors import UserError
 from metaplastic.core.ops.files import write_atomic
 
 # fields that may differ between the start and a resume of one run: they change when or how it
@@ -24,7 +25,7 @@ RUN_FIELDS = ("num_steps", "log_every", "checkpoint_every", "checkpoint_keep", "
               "max_consecutive_skipped", "time_limit_seconds")
 
 
-class WorkdirError(RuntimeError):
+class WorkdirError(UserError, RuntimeError):
     """The workdir cannot be used for this run (in use, or it holds another run)."""
 
 

@@ -59,6 +59,12 @@ def metaplastic_gradient_estimators():
 
 
 @_spec(training=False)
+def metaplastic_genome_strategies():
+    """Return {name: factory} of `GenomeStrategy`s (chosen by config.genome_strategy when config.trainer
+    is "genome")."""
+
+
+@_spec(training=False)
 def metaplastic_data_sources():
     """Return {name: factory} of `DataSource`s."""
 

@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 import pluggy
 
+from metaplastic.core.errors import UserError  # a leaf module: the one base of user errors
 from metaplastic.registries import hookspecs
 
 hookimpl = pluggy.HookimplMarker(hookspecs.PROJECT)
@@ -44,7 +45,7 @@ HOOK_NAMES = tuple(KINDS.values())
 PLUGIN_ERRORS = (Exception, SystemExit)
 
 
-class ComponentError(ValueError):
+class ComponentError(UserError, ValueError):
     """A component is missing, duplicated or misconfigured."""
 
 

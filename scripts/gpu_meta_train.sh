@@ -103,12 +103,14 @@ setup
 cd "$ROOT"
 
 START_STEP=""
+FROM_SNAPSHOT=(--config.init_snapshot="$SNAPSHOT")  # a workdir with checkpoints refuses a new start
 if [[ -d "$WORK/checkpoints" ]]; then
     START_STEP="$(find "$WORK/checkpoints" -mindepth 1 -maxdepth 1 -type d -regex '.*/[0-9]+' -printf '%f\n' \
                   | sort -n | tail -1)"
 fi
 if [[ -n "$START_STEP" ]]; then
     echo "== $WORK holds checkpoints (newest step $START_STEP): resuming them; SNAPSHOT is not read"
+    FROM_SNAPSHOT=()
 else
     START_STEP="$("$PY" -c 'import sys; from metaplastic.core.snapshot import read_meta; print(read_meta(sys.argv[1])["step"])' "$SNAPSHOT")" \
         || die "'$SNAPSHOT' is not a readable metaplastic snapshot"
@@ -117,7 +119,7 @@ fi
 
 echo "== metaplastic train --config $CONFIG --workdir $WORK for $MINUTES min (${LIMIT} s) ${OVERRIDES[*]-}"
 "$ROOT/.venv/bin/metaplastic" train --config "$CONFIG" --workdir "$WORK" --no-progress \
-    --config.init_snapshot="$SNAPSHOT" --config.time_limit_seconds="$LIMIT" \
+    ${FROM_SNAPSHOT[@]+"${FROM_SNAPSHOT[@]}"} --config.time_limit_seconds="$LIMIT" \
     ${OVERRIDES[@]+"${OVERRIDES[@]}"} 2>&1 | tee "$OUT/train.log"
 
 "$ROOT/.venv/bin/metaplastic" snapshot "$WORK" "$OUT/snapshot.npz"

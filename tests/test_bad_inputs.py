@@ -1,8 +1,11 @@
 """Every user error ends in one line on stderr naming the culprit, exit status 2, no traceback, and
-an existing workdir keeps everything it had.
+an existing workdir keeps everything it had; a new workdir ({tmp}/new) gets no file but the lock.
 
 One row per bad input: the arguments (with {workdir}: an existing run's workdir, {tmp}: a scratch
-folder holding the bad files below) and the text the line must contain.
+folder holding the bad files below, {snapshots}: snapshots of other runs) and the text the line must
+contain. Every such error is a `metaplastic.core.errors.UserError`; anything else would be a bug and
+keep its traceback. Below the table: the behaviours that are not refusals (a preempted run exits 75,
+a run whose every step was skipped fails, the snapshot a run started from resumes it).
 """
 
 from __future__ import annotations
@@ -11,17 +14,27 @@ import gc
 import json
 import os
 import pathlib
+import signal
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 
 from metaplastic import cli
 from metaplastic.core import config as config_lib
+from metaplastic.core.errors import UserError
 
 TINY = "experiments/train/quickstart.py:tiny"
+NEW = "{tmp}/new"  # a workdir the row would create
 
 
 def train(*overrides, config=TINY, workdir="{workdir}"):
     return ["train", "--config", config, "--workdir", workdir, *overrides]
+
+
+def snapshot(name):
+    return train(f"--config.init_snapshot={name}", workdir=NEW)
 
 
 ROWS = {
@@ -40,10 +53,19 @@ ROWS = {
     "top_width < 1": (train("--config.architecture.top_width=0"), "config.architecture.top_width: must be >= 1"),
     "horizon low > high": (train("--config.schedule.horizon=(4,2)"),
                            "config.schedule.horizon: need 1 <= low <= high, got (4, 2)"),
+    "horizon shorter than K": (train("--config.schedule.horizon=(1,1)"),  # K = 2 would silently run 2
+                               "config.schedule.horizon: low 1 is shorter than the longest truncation length 2"),
+    "time limit < 0": (train("--config.time_limit_seconds=-1"), "config.time_limit_seconds: must be >= 0, got -1.0"),
+    "max_consecutive_skipped < 1": (train("--config.max_consecutive_skipped=0"),
+                                    "config.max_consecutive_skipped: must be >= 1, got 0"),
     "truncation length 0": (train("--config.schedule.truncation_lengths=(2,0)"),
                             "config.schedule.truncation_lengths: each value must be an integer >= 1"),
     "component's own ValueError": (train("--config.base_model_config.activation=sigmoidal"),
                                    "config.base_model='mlp_bn': base_model_config.activation: unknown 'sigmoidal'"),
+    "rule hidden width 0": (train("--config.update_rule_config.hidden=0"),
+                            "config.update_rule='simple_local': update_rule_config.hidden: must be an integer >= 1"),
+    "distributed setup incomplete": (train("--config.distributed.num_processes=2"),
+                                     "config.distributed: coordinator_address, process_id unset for a 2-process run"),
     "override without a value": (train("--config.num_steps"), "config.num_steps: no value given"),
     "unknown field": (train("--config.num_stepz=3"), "unknown config field 'config.num_stepz'"),
     # config files
@@ -53,13 +75,57 @@ ROWS = {
     "syntax error in config": (train(config="{tmp}/syntax.py"), "config file '{tmp}/syntax.py' line 4: syntax error"),
     "get_config raises": (train(config="{tmp}/raises.py"),
                           "config file '{tmp}/raises.py' line 6: get_config raised ZeroDivisionError"),
+    "get_config returns a list": (train(config="{tmp}/a_list.py"),
+                                  "config file '{tmp}/a_list.py': get_config() returned list, not a ConfigDict"),
+    "get_config returns an int": (train(config="{tmp}/an_int.py"),
+                                  "config file '{tmp}/an_int.py': get_config() returned int, not a ConfigDict"),
+    "a study given to train": (train(config="experiments/eval/datasets.py:quick"),
+                               "'experiments/eval/datasets.py:quick' is an evaluation study (it has methods and "
+                               "datasets); use `metaplastic evaluate --config experiments/eval/datasets.py:quick`"),
+    "a training config given to evaluate": (["evaluate", "--config", TINY, "--workdir", NEW],
+                                            f"'{TINY}' is a training config (it has base_model, "),
     # data
     "missing dataset": (train("--config.task_family_config.datasets=('no_such_dataset',)"),
                         "dataset 'no_such_dataset' split 'train' is unavailable"),
-    "unreadable npz": (train("--config.task_family_config.datasets=('{tmp}/broken.npz',)"),
-                       "dataset '{tmp}/broken.npz' split 'train': unreadable (ValueError: "),
+    "text file as npz": (train("--config.task_family_config.datasets=('{tmp}/broken.npz',)"),
+                         "dataset '{tmp}/broken.npz' split 'train' (source npz): not a NumPy .npz file (it "
+                         "starts with b'this'"),
     "npz that is a broken zip": (train("--config.task_family_config.datasets=('{tmp}/broken_zip.npz',)"),
-                                 "dataset '{tmp}/broken_zip.npz' split 'train': unreadable (BadZipFile: "),
+                                 "dataset '{tmp}/broken_zip.npz' split 'train' (source npz): truncated or "
+                                 "damaged .npz (BadZipFile: "),
+    "zero-byte npz": (train("--config.task_family_config.datasets=('{tmp}/empty_file.npz',)"),
+                      "dataset '{tmp}/empty_file.npz' split 'train' (source npz): empty file (0 bytes)"),
+    "npz with empty arrays": (train("--config.task_family_config.datasets=('{tmp}/no_rows.npz',)"),
+                              "dataset '{tmp}/no_rows.npz' split 'train' (source npz): no examples "
+                              "(x and y have 0 rows)"),
+    "npz holding pickled objects": (train("--config.task_family_config.datasets=('{tmp}/objects.npz',)"),
+                                    "dataset '{tmp}/objects.npz' split 'train' (source npz): holds object arrays "
+                                    "(pickled Python objects), which are never loaded"),
+    "empty corpus": (train("--config.task_family=imdb_bow", "--config.task_family_config.dataset={tmp}/no_texts.npz"),
+                     "dataset '{tmp}/no_texts.npz' split 'train' (source npz): no examples (x and y have 0 rows)"),
+    "corpus of stop words": (train("--config.task_family=imdb_bow",
+                                   "--config.task_family_config.dataset={tmp}/stop_words.npz"),
+                             "dataset '{tmp}/stop_words.npz' split 'train': empty vocabulary"),
+    # snapshots (config.init_snapshot) start a new run
+    "missing snapshot": (snapshot("{tmp}/nowhere.npz"), "snapshot '{tmp}/nowhere.npz': no such file"),
+    "zero-byte snapshot": (snapshot("{tmp}/empty_file.npz"),
+                           "snapshot '{tmp}/empty_file.npz': empty file (0 bytes), not a NumPy .npz"),
+    "garbage snapshot": (snapshot("{tmp}/broken.npz"), "snapshot '{tmp}/broken.npz': not a NumPy .npz file"),
+    "truncated snapshot": (snapshot("{snapshots}/truncated.npz"),
+                           "snapshot '{snapshots}/truncated.npz': truncated or damaged .npz"),
+    "npz that is no snapshot": (snapshot("{tmp}/no_rows.npz"),
+                                "snapshot '{tmp}/no_rows.npz': not a metaplastic snapshot (no meta"),
+    "another rule's snapshot": (snapshot("{snapshots}/hebbian.npz"),
+                                "snapshot '{snapshots}/hebbian.npz': a snapshot of a 'hebbian' run; this config "
+                                "trains config.update_rule='simple_local'"),
+    "another width's snapshot": (snapshot("{snapshots}/wide.npz"),
+                                 "has shape (32,), this config needs shape (16,) (the snapshot's run had "
+                                 "update_rule_config.hidden=32 (here 16))"),
+    "snapshot over checkpoints": (train("--config.init_snapshot={snapshots}/wide.npz"),
+                                  "workdir '{workdir}' already holds checkpoints (newest step 2), which a run "
+                                  "resumes; config.init_snapshot='{snapshots}/wide.npz' only starts a new run"),
+    "snapshot of a folder that is no workdir": (["snapshot", "{tmp}", "{tmp}/out.npz"],
+                                                "workdir '{tmp}': no checkpoints/ or config.json"),
     # workdirs
     "workdir is a file": (train(workdir="{tmp}/a_file"), "--workdir '{tmp}/a_file': exists and is not a directory"),
     "workdir under a file": (train(workdir="{tmp}/a_file/run"),
@@ -98,6 +164,13 @@ def scratch(tmp_path, monkeypatch):
                                         "    config = ml_collections.ConfigDict()\n    return 1 / 0\n")
     (tmp_path / "broken.npz").write_bytes(b"this is not an npz file" * 4)
     (tmp_path / "broken_zip.npz").write_bytes(b"PK\x03\x04" + b"a truncated zip" * 4)
+    (tmp_path / "empty_file.npz").write_bytes(b"")
+    np.savez(tmp_path / "no_rows.npz", x_train=np.zeros((0, 8, 8), np.uint8), y_train=np.zeros(0, np.int64))
+    np.savez(tmp_path / "no_texts.npz", x_train=np.array([], str), y_train=np.zeros(0, np.int64))
+    np.savez(tmp_path / "stop_words.npz", x_train=np.array(["a", "I", "x"] * 4), y_train=np.arange(12) % 2)
+    np.savez(tmp_path / "objects.npz", x_train=np.array([{"a": 1}], object), y_train=np.zeros(1, np.int64))
+    (tmp_path / "a_list.py").write_text("def get_config():\n    return [1, 2]\n")
+    (tmp_path / "an_int.py").write_text("def get_config():\n    return 3\n")
     (tmp_path / "a_file").write_text("not a folder\n")
     read_only = tmp_path / "read_only"
     read_only.mkdir()
@@ -115,10 +188,29 @@ def contents(folder: pathlib.Path) -> dict[str, bytes]:
             if p.is_file() and p.name != ".lock"}
 
 
+@pytest.fixture(scope="module")
+def snapshots(tmp_path_factory):
+    """Snapshots of a run of another rule and of another width (their initial θ: no training), and a
+    truncated one."""
+    from metaplastic.core.snapshot import save_snapshot
+    from metaplastic.core.trainer import initial_theta, make_optimizer
+
+    folder = tmp_path_factory.mktemp("snapshots")
+    for name, overrides in (("hebbian", ["--config.update_rule=hebbian"]),
+                            ("wide", ["--config.update_rule_config.hidden=32"])):
+        config = config_lib.resolve(config_lib.load_config_file(TINY), config_lib.parse_overrides(overrides))
+        rule = config_lib.build(config, "update_rule", base_model=config_lib.build(config, "base_model"))
+        theta = initial_theta(rule, config.seed)
+        save_snapshot(folder / f"{name}.npz", theta, make_optimizer(config).init(theta), 3, 0, config.to_dict())
+    data = (folder / "wide.npz").read_bytes()
+    (folder / "truncated.npz").write_bytes(data[: len(data) // 2])
+    return folder
+
+
 @pytest.mark.parametrize("row", list(ROWS))
-def test_bad_input_is_one_line_exit_2(row, workdir, scratch, capsys):
+def test_bad_input_is_one_line_exit_2(row, workdir, scratch, snapshots, capsys):
     argv, culprit = ROWS[row]
-    fill = dict(workdir=str(workdir), tmp=str(scratch))
+    fill = dict(workdir=str(workdir), tmp=str(scratch), snapshots=str(snapshots))
     argv = [arg.format(**fill) for arg in argv]
     before = contents(workdir)
     code = cli.main(argv)
@@ -131,6 +223,8 @@ def test_bad_input_is_one_line_exit_2(row, workdir, scratch, capsys):
     assert err.startswith("metaplastic: error: ") and "Traceback" not in err
     assert culprit.format(**fill) in err, err
     assert contents(workdir) == before  # nothing in the existing workdir was lost or changed
+    new = scratch / "new"
+    assert not new.exists() or not contents(new), contents(new)  # a new workdir: nothing written
 
 
 def test_config_time_refusals_come_before_the_workdir_is_touched(tmp_path, capsys):
@@ -138,3 +232,81 @@ def test_config_time_refusals_come_before_the_workdir_is_touched(tmp_path, capsy
     assert cli.main(train("--config.checkpoint_keep=0", workdir=str(target))) == 2
     assert not target.exists()
     assert "config.checkpoint_keep" in capsys.readouterr().err
+
+
+def test_every_user_facing_error_is_a_user_error_and_keeps_its_old_base():
+    from metaplastic.core.checkpoint import CheckpointError
+    from metaplastic.core.config import ConfigError
+    from metaplastic.core.data import BadDataset
+    from metaplastic.core.distributed import DistributedError
+    from metaplastic.core.interfaces import DatasetUnavailable, EvaluationError
+    from metaplastic.core.ops.files import NpzError
+    from metaplastic.core.rules import RuleError
+    from metaplastic.core.snapshot import SnapshotError
+    from metaplastic.core.trainer import TrainingError
+    from metaplastic.core.workdir import WorkdirError
+    from metaplastic.registries import ComponentError
+
+    for error, base in ((ConfigError, ValueError), (ComponentError, ValueError), (BadDataset, ValueError),
+                        (DatasetUnavailable, LookupError), (EvaluationError, ValueError), (NpzError, ValueError),
+                        (RuleError, ValueError), (SnapshotError, ValueError), (DistributedError, ValueError),
+                        (TrainingError, RuntimeError), (CheckpointError, RuntimeError), (WorkdirError, RuntimeError),
+                        (cli.UsageError, Exception)):
+        assert issubclass(error, UserError) and issubclass(error, base), error
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    def broken(_args, _overrides):
+        raise ValueError("a bug, not the user's")
+
+    monkeypatch.setitem(cli.COMMANDS, "plugins", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        cli.main(["plugins"])
+
+
+def test_jax_platforms_naming_a_platform_this_machine_lacks_is_one_line(tmp_path):
+    """(A process of its own: JAX reads JAX_PLATFORMS when it first starts its backends.)"""
+    env = dict(os.environ, JAX_PLATFORMS="no_such_platform")
+    done = subprocess.run([sys.executable, "-m", "metaplastic", *train(workdir=str(tmp_path / "run"))],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith("metaplastic: error: JAX_PLATFORMS='no_such_platform': no such device here")
+
+
+def test_a_run_whose_every_step_was_skipped_fails_in_one_line(tmp_path, capsys):
+    """Shorter than max_consecutive_skipped (20), so that check never fires; θ never changed."""
+    code = cli.main(train("--config.num_steps=1", "--config.update_rule_config.max_inner_lr=1e38", "--no-progress",
+                          workdir=str(tmp_path / "run")))
+    gc.collect()
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2, err
+    assert err[-1].startswith("metaplastic: error: every θ-step this run made (1: steps 1-1) was skipped "
+                              "(non-finite meta-loss or meta-gradient; see skip_reason in "), err
+
+
+def test_preempted_run_exits_75_and_the_snapshot_it_started_from_resumes_it(tmp_path, snapshots, monkeypatch,
+                                                                            capsys):
+    """SIGTERM after the first θ-step: saved, exit status 75 (schedulers requeue). The same command then
+    resumes from that checkpoint: its init_snapshot is the one the run started from, so not refused."""
+    from metaplastic.core.trainer import MetaTrainer
+
+    step = MetaTrainer.train_step
+
+    def step_then_preempted(self):
+        metrics = step(self)
+        os.kill(os.getpid(), signal.SIGTERM)  # the trainer's handler: stop after this step
+        return metrics
+
+    command = train("--config.num_steps=6", f"--config.init_snapshot={snapshots / 'wide.npz'}",
+                    "--config.update_rule_config.hidden=32", "--no-progress", workdir=str(tmp_path / "run"))
+    monkeypatch.setattr(MetaTrainer, "train_step", step_then_preempted)
+    assert cli.main(command) == cli.EXIT_PREEMPTED == 75
+    gc.collect()
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "metaplastic: preempted (SIGTERM): saved at step 4 of 6; run the same command to resume (exit status 75)")
+    monkeypatch.setattr(MetaTrainer, "train_step", step)
+    assert cli.main(command) == 0  # steps 5 and 6, from the checkpoint of step 4
+    gc.collect()
+    out, err = capsys.readouterr()
+    assert out.startswith("done: 6 steps, ") and "error" not in err, (out, err)

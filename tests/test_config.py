@@ -14,7 +14,8 @@ def quickstart(*overrides):
 
 def test_overrides_are_typed_and_defaults_filled():
     config = quickstart("--config.num_steps=7", "--config.optimizer.learning_rate=1",
-                        "--config.schedule.truncation_lengths=(3,5)", "--config.remat=true")
+                        "--config.schedule.truncation_lengths=(3,5)", "--config.schedule.horizon=(5,10)",
+                        "--config.remat=true")
     assert config.num_steps == 7 and isinstance(config.optimizer.learning_rate, float)
     assert tuple(config.schedule.truncation_lengths) == (3, 5) and config.remat is True
     # every field of the chosen component is present (filled from its dataclass defaults)

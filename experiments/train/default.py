@@ -47,14 +47,42 @@ def get_config(arg=None):
     # group_length: inner steps an architecture bucket is kept, 0 = the longest horizon)
     config.schedule = ml_collections.ConfigDict(dict(truncation_lengths=(10,), horizon=(20, 200),
                                                      phases="lockstep", group_length=0))
-    # Adam on θ after global-norm clipping
-    config.optimizer = ml_collections.ConfigDict(dict(learning_rate=3e-3, clip_norm=1.0))
+    # Adam on θ after global-norm clipping (and, when on, per-parameter clipping)
+    config.optimizer = ml_collections.ConfigDict(dict(
+        learning_rate=3e-3,       # Adam's step size (every element of θ unless genome_learning_rate)
+        clip_norm=1.0,            # clip the meta-gradient's global norm to this
+        clip_per_parameter=0.0,   # clip each gradient element to ±this before Adam; 0 = off (Metz et al. 2020: 0.1)
+        eps=1e-8,                 # Adam's eps; near the gradient's per-element scale, steps stop being sign-like
+        genome_learning_rate=0.0,  # step size of θ's genome elements (UpdateRule.genome_mask); 0 = learning_rate
+    ))
 
     config.init_theta = ""         # a new run starts from this rule's θ (pretrained:NAME, a rule folder, a workdir)
     config.init_snapshot = ""      # or continues this snapshot (θ, optimiser, step: `metaplastic snapshot`)
     config.allow_config_change = False  # resume a workdir whose config.json differs (history kept)
     config.max_consecutive_skipped = 20  # stop when this many θ-steps in a row were non-finite
     config.time_limit_seconds = 0.0  # stop (and save) after this much wall-clock time; 0 = none
+
+    # what meta-trains θ: "gradient" (the estimator's meta-gradient, then the optimiser) or "genome" (an
+    # evolution strategy over the rule's genome, UpdateRule.genome_mask, scored on whole inner runs: core.genome;
+    # a θ-step is then a generation, tasks_per_step its tasks, and the estimator and optimiser are unused)
+    config.trainer = "gradient"
+    config.genome_strategy = "cma_es"  # trainer="genome": the strategy, by registered name
+    config.genome_strategy_config = ml_collections.ConfigDict()  # its fields (population_size, std_init, ...)
+    # trainer="genome": inner steps after which the meta-objective is taken; fitness = their mean over points
+    # and tasks, and each run lasts max(objective_points) inner steps
+    config.genome = ml_collections.ConfigDict(dict(objective_points=(10, 30, 100, 300)))
+
+    # meta-validation every `every` θ-steps (0 = off) on fixed tasks of the training family with
+    # task_family_config's fields replaced (another split, other classes: neither meta-training nor
+    # evaluation data); the score is the meta-objective after each of `points` inner steps of a whole run,
+    # averaged; the best-validated θ is kept in <workdir>/best/ (`metaplastic export --step best`)
+    config.validation = ml_collections.ConfigDict(dict(
+        every=0, points=(100, 1000), num_tasks=4, depths=(1,), widths=(32,),
+        batch_size=0,      # 0 = config.batch_size
+        seed=1,            # the validation tasks and their data
+        patience=0,        # stop when this many θ-steps after the first score have not beaten it (0 = never)
+        task_family_config=ml_collections.ConfigDict(),
+    ))
 
     config.log_every = 1           # θ-steps between metric rows
     config.checkpoint_every = 50   # θ-steps between checkpoints

@@ -35,7 +35,7 @@ def get_config(arg=None):
                                                          top_width=32))
     config.schedule.truncation_lengths = (10, 20)
     config.schedule.horizon = (100, 5000)
-    config.optimizer = ml_collections.ConfigDict(dict(learning_rate=3e-4, clip_norm=1.0))
+    config.optimizer.learning_rate = 3e-4
     config.checkpoint_every = 500
     config.task_family = "mixture"
     config.task_family_config = ml_collections.ConfigDict(dict(

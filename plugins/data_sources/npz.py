@@ -21,6 +21,7 @@ import numpy as np
 
 from metaplastic.core.data import cache_dir, search_dirs, to_unit_float
 from metaplastic.core.interfaces import Dataset, DatasetUnavailable, DataSource
+from metaplastic.core.ops.files import read_npz
 from metaplastic.registries import hookimpl
 
 NPZ_ENV = "METAPLASTIC_NPZ_DIR"
@@ -63,14 +64,18 @@ class NpzSource(DataSource):
                 f"no {dataset}.npz (arrays x_{split}, y_{split}) or {dataset}_{split}.npz (arrays x, y) "
                 f"under {where}; write one with numpy.savez and set $METAPLASTIC_NPZ_DIR")
         path, suffix = found
-        with np.load(path, allow_pickle=False) as arrays:
-            keys = (f"x{suffix}", f"y{suffix}")
-            missing = [k for k in keys if k not in arrays.files]
-            if missing:
-                raise DatasetUnavailable(f"{path} has no arrays {missing} for split '{split}' "
-                                         f"(has {sorted(arrays.files)})")
-            x, y = arrays[keys[0]], arrays[keys[1]]
-            num_classes = int(arrays["num_classes"]) if "num_classes" in arrays.files else int(y.max()) + 1
+        keys = (f"x{suffix}", f"y{suffix}")
+        arrays = read_npz(path, only=(*keys, "num_classes"))  # NpzError: one line saying why it is no .npz
+        missing = [k for k in keys if k not in arrays]
+        if missing:
+            with np.load(path, allow_pickle=False) as stored:
+                names = sorted(stored.files)
+            raise DatasetUnavailable(f"{path} has no arrays {missing} for split '{split}' (has {names})")
+        x, y = arrays[keys[0]], arrays[keys[1]]
+        if "num_classes" in arrays:
+            num_classes = int(arrays["num_classes"])
+        else:  # no rows: the engine's dataset check says so
+            num_classes = int(y.max()) + 1 if y.size and np.issubdtype(y.dtype, np.integer) else 1
         if len(x) != len(y) or y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
             raise DatasetUnavailable(f"{path}: need x [N, ...] and integer labels y [N]; "
                                      f"got x {x.shape}, y {y.shape} {y.dtype}")

@@ -20,7 +20,8 @@ Two modes:
   components; batch normalisation then whitens them, which amplifies
   low-variance directions, so on images it is a weaker representation).
 
-s = mean_b ‖x̄_b‖² makes both steps scale-free. θ = {}; the constants are config
+s = mean_b ‖x̄_b‖² makes both steps scale-free (the directions live in `core.ops.plasticity`,
+which `metz2019`'s hand-designed prior shares). θ = {}; the constants are config
 fields, so the rule runs through exactly the same evaluation path as a learned rule.
 """
 
@@ -32,33 +33,10 @@ import jax
 import jax.numpy as jnp
 
 from metaplastic.core.interfaces import Architecture, BaseModel, InnerState, UpdateRule
+from metaplastic.core.ops.plasticity import competitive_update, sanger_update, unit_columns
 from metaplastic.registries import hookimpl
 
 MODES = ("competitive", "sanger")
-
-
-def unit_columns(w: jax.Array) -> jax.Array:
-    return w * jax.lax.rsqrt(jnp.sum(jnp.square(w), axis=0, keepdims=True) + 1e-12)
-
-
-def _centred_and_power(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    centred = x - jnp.mean(x, axis=0, keepdims=True)
-    return centred, jnp.mean(jnp.sum(jnp.square(centred), axis=1)) + 1e-12
-
-
-def sanger_update(w: jax.Array, x: jax.Array) -> jax.Array:
-    """Scale-free generalised Hebbian direction for weights w [n_in, n_out] and inputs x [B, n_in]."""
-    centred, power = _centred_and_power(x)
-    y = centred @ w
-    return (centred.T @ y - w @ jnp.triu(y.T @ y)) / (x.shape[0] * power)
-
-
-def competitive_update(x: jax.Array, pre: jax.Array, temperature: float) -> jax.Array:
-    """Scale-free soft competitive Hebbian direction [n_in, n_out] from inputs x [B, n_in] and the
-    layer's pre-activations pre [B, n_out]."""
-    centred, power = _centred_and_power(x)
-    wins = jax.nn.softmax(pre / temperature, axis=1)
-    return centred.T @ wins / (x.shape[0] * jnp.sqrt(power))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,7 +11,20 @@ One inner step, top layer down to the input pixels (levels L..0):
      the same change (identical updates), b a shifted, normalised readout;
   5. every parameter moves as p ← p·(1 − inner_lr) − inner_lr·Δp.
 
-The module is ~560 lines because the rule is one unit: its sub-networks share one θ layout,
+With prior="hebbian" the rule starts *at* the hand-designed competitive rule (`hebbian`) and learns
+what it adds (a residual, as learned optimisers with a nominal term do):
+  W ← unit_columns(W + η_p(t)·(g_c·competitive + g_s·sanger) − η_l(t)·ΔW_learned),  b ← b − η_l(t)·Δb,
+with the directions of `core.ops.plasticity`, ΔW_learned the mix of the twelve terms (each column
+RMS-normalised, the sum scaled to unit column norm per unit of mix weight; no −w/7 pull, since
+unit-norm columns already fix |W|), and step sizes η(t) = min(max_step, exp(log η + Σ_j c_j tanh(t/τ_j)))
+that may learn to anneal. θ₀: g = (1, 0), η_p = prior_learning_rate, temperature = prior_temperature,
+every mix weight, the schedule and the bias readout zero, so the rule *is* `hebbian` (tested); the
+readout networks keep their random initialisation, so their gradient is not zero once a mix weight
+moves. The *genome* (`genome_mask`) is what acts without the networks: θ["genome"], the mix weights
+of the four HAND_TERMS and the mix's offset, the bias readout's offset. nets=False skips the networks
+(exactly the same rule while the other mix weights are zero: the genome stage, ~10× cheaper).
+
+The module is ~680 lines because the rule is one unit: its sub-networks share one θ layout,
 the batch-statistics layers and the matmul-form convolutions, and none of it is used by another
 component (what would be shared belongs in core/).
 Labels never reach the rule; the input permutation per task is done by the task
@@ -76,9 +89,11 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from metaplastic.core.interfaces import Architecture, BaseModel, InnerState, UpdateRule
 from metaplastic.core.ops import normalise
+from metaplastic.core.ops.plasticity import competitive_update, sanger_update, unit_columns
 from metaplastic.registries import hookimpl
 
 # Sorted like the reference's dict keys, which fixes the order of the mix weights.
@@ -92,6 +107,10 @@ SIN_CHANNEL = 2            # index of the sine code among the unit features
 SEQUENTIAL_TERMS_ABOVE = 1 << 22  # weight matrices larger than this sum their 12 terms in a loop
 PULL_DIVISOR = 7.0         # ΔW −= w_base / 7 keeps receptive fields from collapsing
 TOP_MIXINGS = ("mean", "dense")
+PRIORS = ("none", "hebbian")
+HAND_TERMS = ("decorr_x", "hebb", "large_decay", "w_base")  # the terms that need no network
+PRIOR_TERMS = ("competitive", "sanger")  # prior="hebbian": the hand-designed rule's directions
+TIME_SCALES = (10.0, 100.0, 1000.0, 10000.0)  # inner steps: the step-size schedule's tanh(t/τ) features
 
 
 # ------------------------------------------------------------------ small pure helpers
@@ -210,6 +229,12 @@ class Metz2019Rule(UpdateRule):
     hand_written_gradients: bool = False  # normalisations' backward passes from core.ops.normalise: same
                                           # maths, −22 % gradient memory and −8 % time without remat, +15 % time
                                           # with remat (docs/performance.md); reverse mode only (no jax.jvp)
+    prior: str = "none"                # "hebbian": start at the hand-designed competitive rule (module docstring)
+    prior_learning_rate: float = 0.1   # prior="hebbian": the prior's step at θ₀ (hebbian's learning_rate)
+    prior_temperature: float = 0.3     # prior="hebbian": softmax temperature at θ₀ (hebbian's temperature)
+    max_step: float = 1.0              # prior="hebbian": cap on the scheduled step sizes
+    nets: bool = True                  # False: skip the per-unit networks (their terms count as zero; the
+                                       # genome stage, exact while the learned terms' mix weights are zero)
 
     def __post_init__(self):
         if self.batch_net not in ("conv", "mlp"):
@@ -219,6 +244,14 @@ class Metz2019Rule(UpdateRule):
                              "(known: zeros, circular)")
         if self.top_mixing not in TOP_MIXINGS:
             raise ValueError(f"update_rule_config.top_mixing: '{self.top_mixing}' (known: {', '.join(TOP_MIXINGS)})")
+        if self.prior not in PRIORS:
+            raise ValueError(f"update_rule_config.prior: '{self.prior}' (known: {', '.join(PRIORS)})")
+        if not self.nets and self.prior == "none":
+            raise ValueError("update_rule_config.nets=False needs prior='hebbian' (without a prior the rule is "
+                             "its networks)")
+        for name in ("prior_learning_rate", "prior_temperature", "max_step"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"update_rule_config.{name}: must be > 0, got {getattr(self, name)}")
 
     def check_top_width(self, width):
         """With top_mixing="dense", θ fits one top width only: raise a one-line error otherwise."""
@@ -305,19 +338,49 @@ class Metz2019Rule(UpdateRule):
                  "forward": self._readouts_init(next(keys), hs)}
         if not self.identical_updates:
             theta["backward"] = self._readouts_init(next(keys), hs)
+        if self.prior != "none":  # θ₀ is the hand-designed rule: every learned part contributes zero
+            theta["bias_readout"] = jax.tree.map(jnp.zeros_like, theta["bias_readout"])
+            for side in ("forward", "backward"):
+                if side in theta:
+                    theta[side]["mix"] = jax.tree.map(jnp.zeros_like, theta[side]["mix"])
+            times = jnp.zeros((len(TIME_SCALES),), jnp.float32)
+            theta["genome"] = {
+                "prior_mix": jnp.asarray([1.0, 0.0], jnp.float32),         # competitive, sanger
+                "log_temperature": jnp.log(jnp.float32(self.prior_temperature)),
+                "log_prior_step": jnp.log(jnp.float32(self.prior_learning_rate)),
+                "prior_step_time": times,
+                "log_learned_step": jnp.log(jnp.float32(self.prior_learning_rate)),
+                "learned_step_time": times,
+            }
         return theta
+
+    def genome_mask(self, theta):
+        """The scalars that act without the networks: the prior's genome, the hand-designed terms' and
+        the bias of the ΔW mix, the bias readout's offset (prior="none": every mix weight instead)."""
+        mask = jax.tree.map(lambda leaf: np.zeros(np.shape(leaf), bool), theta)
+        hand = np.asarray([name in HAND_TERMS or self.prior == "none" for name in TERM_NAMES])
+        for side in ("forward", "backward"):
+            if side in theta:
+                mask[side]["mix"] = {"w": hand.copy(), "b": np.ones((), bool)}
+        mask["bias_readout"]["b"] = np.ones(np.shape(theta["bias_readout"]["b"]), bool)
+        if "genome" in theta:
+            mask["genome"] = jax.tree.map(lambda leaf: np.ones(np.shape(leaf), bool), theta["genome"])
+        return mask
 
     # ---------------------------------------------------------------- φ
 
     def init_inner_state(self, key, arch: Architecture) -> InnerState:
         self.check_top_width(arch.widths[-1])
-        model_key, backward_key = jax.random.split(key)
-        params = self.base_model.init(model_key, arch)
+        params = self.base_model.init(key, arch)  # the key every method starts its network from
         std = getattr(self.base_model, "weight_std", 0.01)
         dims = (arch.input_dim,) + tuple(arch.widths)
-        keys = jax.random.split(backward_key, len(arch.widths))
+        keys = jax.random.split(jax.random.fold_in(key, 1), len(arch.widths))
         backward = tuple(_truncated_normal(k, (n_in, n_out), std)
                          for k, n_in, n_out in zip(keys, dims[:-1], dims[1:]))
+        if self.prior != "none":  # as the hand-designed rule: unit-norm columns (a BN layer ignores the scale)
+            layers = [{"w": unit_columns(layer["w"]), "b": layer["b"]} for layer in self.base_model.layers(params)]
+            params = self.base_model.from_layers(params, layers)
+            backward = tuple(unit_columns(v) for v in backward)
         return InnerState(params=params, rule_state={"backward_w": backward},
                           step=jnp.zeros((), jnp.int32))
 
@@ -395,12 +458,6 @@ class Metz2019Rule(UpdateRule):
             v = v - jnp.mean(v, axis=0, keepdims=True)
             return v * jax.lax.rsqrt(jnp.mean(jnp.square(v), axis=0, keepdims=True) + 1e-6)
 
-        ux, lx = standardise(upper_x), standardise(lower_x)
-
-        def decorrelation(w_base):
-            cw = sym_gram_product(w_base, ux, None, 1.0 / (batch * math.sqrt(n_upper)), False)
-            return cw * jax.lax.rsqrt(jnp.mean(jnp.square(cw) + 1e-8))
-
         def readout_product(name, weighting):
             p = readouts[name]
             r_lower, r_upper = readout_factors(p["bottom"], lower_h), readout_factors(p["top"], upper_h)
@@ -423,19 +480,36 @@ class Metz2019Rule(UpdateRule):
         psd = readout_factors(readouts["lin_upper_psd"]["top"], upper_h)
         one = lambda w_base: 1.0
         return {
+            **self.hand_term_functions(upper_x, lower_x),
             "0_order": readout_product("weight_readout_0", one),
             "1_order": readout_product("weight_readout_1", lambda w_base: w_base),
-            "decorr_x": decorrelation,
-            "hebb": lambda w_base: -(lx.T @ ux) / batch,
-            "large_decay": lambda w_base: jnp.square(w_base) * jnp.sign(w_base),
             "lin_lower_symm": lateral("lin", "lower"),
             "lin_upper_psd": lambda w_base: sym_gram_product(w_base, psd, None, scale / math.sqrt(n_upper), False),
             "lin_upper_symm": lateral("lin", "upper"),
             "rbf": readout_product("weight_readout_rbf", lambda w_base: jnp.exp(-jnp.square(w_base))),
             "sqr_lower_symm": lateral("sqr", "lower"),
             "sqr_upper_symm": lateral("sqr", "upper"),
-            "w_base": lambda w_base: w_base,
         }
+
+    @staticmethod
+    def hand_term_functions(upper_x, lower_x):
+        """{name: f(w_base)} of the four terms that need no network (HAND_TERMS)."""
+        batch, n_upper = upper_x.shape
+
+        def standardise(v):
+            v = v - jnp.mean(v, axis=0, keepdims=True)
+            return v * jax.lax.rsqrt(jnp.mean(jnp.square(v), axis=0, keepdims=True) + 1e-6)
+
+        ux, lx = standardise(upper_x), standardise(lower_x)
+
+        def decorrelation(w_base):
+            cw = sym_gram_product(w_base, ux, None, 1.0 / (batch * math.sqrt(n_upper)), False)
+            return cw * jax.lax.rsqrt(jnp.mean(jnp.square(cw) + 1e-8))
+
+        return {"decorr_x": decorrelation,
+                "hebb": lambda w_base: -(lx.T @ ux) / batch,
+                "large_decay": lambda w_base: jnp.square(w_base) * jnp.sign(w_base),
+                "w_base": lambda w_base: w_base}
 
     @staticmethod
     def normalised_weights(w):
@@ -470,6 +544,8 @@ class Metz2019Rule(UpdateRule):
         else:
             for i, name in enumerate(TERM_NAMES):
                 change = change + mix["w"][i] * term(fns[name], w_base)
+        if self.prior != "none":  # a residual on the prior: unit column norm per unit of mix weight
+            return change * jax.lax.rsqrt(jnp.asarray(w.shape[0], change.dtype))
         n = len(TERM_NAMES)
         change = change / n
         shrink = jax.nn.relu(jnp.mean(change * w_base))
@@ -477,7 +553,10 @@ class Metz2019Rule(UpdateRule):
         return self._rms(change, 0, eps) - w_base / PULL_DIVISOR
 
     def bias_change(self, theta, upper_h):
-        change = jnp.mean(_linear(theta["bias_readout"], upper_h)[..., 0], axis=0)
+        return self._normalised_bias_change(jnp.mean(_linear(theta["bias_readout"], upper_h)[..., 0], axis=0))
+
+    @staticmethod
+    def _normalised_bias_change(change):
         change = change - jnp.minimum(jnp.mean(change), 0.0)  # shift a negative mean to zero
         return change * jax.lax.rsqrt(0.5 + jnp.mean(jnp.square(change)))
 
@@ -541,8 +620,78 @@ class Metz2019Rule(UpdateRule):
         results = self._sweep(theta, params, backward_w, x, lambda w, b, v, dw, db, dv: (dw, db, dv))
         return tuple(list(r) for r in zip(*results))
 
+    # ---------------------------------------------------------------- the prior (prior="hebbian")
+
+    @staticmethod
+    def step_size(log_step, time_weights, step, cap):
+        """min(cap, exp(log_step + Σ_j c_j tanh(t/τ_j))): a learned, capped step-size schedule."""
+        t = jnp.asarray(step, jnp.float32)
+        features = jnp.tanh(t / jnp.asarray(TIME_SCALES, jnp.float32))
+        return jnp.minimum(cap, jnp.exp(log_step + jnp.sum(time_weights * features)))
+
+    def _hand_changes(self, theta, layers, xs):
+        """(ΔW, Δb, ΔV) per layer without the networks: only HAND_TERMS and the mix's and bias readout's
+        offsets (what `changes` gives when the learned terms' mix weights are zero)."""
+        eps = self.normalize_epsilon
+
+        def change_for(side, w, lower_x, upper_x):
+            mix = theta[side]["mix"]
+            fns = self.hand_term_functions(upper_x, lower_x)
+            w_base = self.normalised_weights(w)
+            change = jnp.broadcast_to(mix["b"], w.shape).astype(w.dtype)
+            for i, name in enumerate(TERM_NAMES):
+                if name in fns:
+                    change = change + mix["w"][i] * self._rms(fns[name](w_base), 0, eps)
+            return change * jax.lax.rsqrt(jnp.asarray(w.shape[0], change.dtype))
+
+        dws, dbs, dvs = [], [], []
+        for level, layer in enumerate(layers):
+            dws.append(change_for("forward", layer["w"], xs[level], xs[level + 1]))
+            units = layer["b"].shape[0]
+            dbs.append(self._normalised_bias_change(jnp.broadcast_to(theta["bias_readout"]["b"][0], (units,))))
+            dvs.append(dws[-1])
+        return dws, dbs, dvs
+
+    def _prior_inner_step(self, theta, state: InnerState, x) -> InnerState:
+        """W ← unit_columns(W + η_p(t)·Σ_k g_k·prior_k − η_l(t)·ΔW_learned); b ← b − η_l(t)·Δb."""
+        genome = theta["genome"]
+        prior_step = self.step_size(genome["log_prior_step"], genome["prior_step_time"], state.step, self.max_step)
+        learned_step = self.step_size(genome["log_learned_step"], genome["learned_step_time"], state.step,
+                                      self.max_step)
+        temperature = jnp.exp(genome["log_temperature"])
+        params, backward_w = state.params, state.rule_state["backward_w"]
+        layers = self.base_model.layers(params)
+        activations = self.base_model.apply(params, x)
+        xs = [x] + [act.post for act in activations]
+        if self.nets:
+            dws, dbs, dvs = self.changes(theta, params, backward_w, x)
+        else:
+            dws, dbs, dvs = self._hand_changes(theta, layers, xs)
+        weights = genome["prior_mix"]
+        new_layers, new_backward = [], []
+        for level, (layer, act) in enumerate(zip(layers, activations)):
+            prior = (weights[0] * competitive_update(xs[level], act.pre, temperature)
+                     + weights[1] * sanger_update(layer["w"], xs[level]))
+            step = prior_step * prior
+            new_layers.append({"w": unit_columns(layer["w"] + step - learned_step * dws[level]),
+                               "b": layer["b"] - learned_step * dbs[level]})
+            new_backward.append(unit_columns(backward_w[level] + step - learned_step * dvs[level]))
+        return InnerState(params=self.base_model.from_layers(params, new_layers),
+                          rule_state={"backward_w": tuple(new_backward)}, step=state.step + 1)
+
+    def relative_change(self, theta, state: InnerState, x):
+        """RMS(ΔW) / RMS(W) of one inner step, averaged over layers (a 0-d array): how fast the rule turns
+        the weights. It is what sets the rule's speed under batch normalisation (the scale of W is not)."""
+        moved = self.inner_step(theta, state, x, None)
+        rms = lambda t: jnp.sqrt(jnp.mean(jnp.square(t)))
+        ratios = [rms(new["w"] - old["w"]) / rms(old["w"]) for new, old in
+                  zip(self.base_model.layers(moved.params), self.base_model.layers(state.params))]
+        return jnp.mean(jnp.stack(ratios))
+
     def inner_step(self, theta, state: InnerState, x, key) -> InnerState:
         del key  # deterministic rule
+        if self.prior != "none":
+            return self._prior_inner_step(theta, state, x)
         lr = self.inner_lr
 
         def finish(w, b, v, dw, db, dv):

@@ -54,6 +54,10 @@ class SimpleLocalRule(UpdateRule):
     hidden: int = 16
     max_inner_lr: float = 0.1
 
+    def __post_init__(self):
+        if isinstance(self.hidden, bool) or not isinstance(self.hidden, int) or self.hidden < 1:
+            raise ValueError(f"update_rule_config.hidden: must be an integer >= 1, got {self.hidden!r}")
+
     def _net(self):
         return _UnitNet(self.hidden)
 

@@ -2,8 +2,10 @@
 
 Every command that takes a config accepts overrides of any of its fields after the other
 options, as `--config.FIELD=VALUE` or `--config.FIELD VALUE` (absl / ml_collections style).
-A user error (a bad config, field, value, path or dataset) ends in one line on stderr and exit
-status 2.
+A user error (any `metaplastic.core.errors.UserError`: a bad config, field, value, path, file,
+dataset or workdir) ends in one line on stderr and exit status 2; anything else is a bug and keeps
+its traceback. A `train` that SIGTERM stopped before num_steps saves and exits with status 75
+(EX_TEMPFAIL): run the same command again to resume.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ import sys
 import textwrap
 
 from metaplastic.config_listing import _is_study, _training_lines, _study_lines, _aligned
+from metaplastic.core.errors import UserError, one_line
 
 EXIT_USER_ERROR = 2
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by SIGTERM before num_steps, saved; the same command resumes
 
 OVERRIDES_HELP = """\
 overrides:
@@ -49,7 +53,9 @@ configs:
   {{shipped}}/train/
 
 The workdir gets config.json, metrics.csv, tensorboard/ and checkpoints/; the same
-command resumes an interrupted run from its latest checkpoint."""
+command resumes an interrupted run from its latest checkpoint. Exit status: 0 when done
+(num_steps, or config.time_limit_seconds), 2 for a user error, 75 when SIGTERM (a
+scheduler's preemption) stopped it early: it saved first, so requeue the same command."""
 
 EVALUATE_EPILOG = f"""\
 {OVERRIDES_HELP}
@@ -95,7 +101,7 @@ examples:
   metaplastic COMMAND --help"""
 
 
-class UsageError(Exception):
+class UsageError(UserError):
     """A command-line mistake outside the config (a path, an argument): one line, exit status 2."""
 
 
@@ -174,8 +180,9 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EXPORT_EPILOG)
     export.add_argument("workdir", metavar="WORKDIR", help="a `metaplastic train` workdir")
     export.add_argument("out_dir", metavar="OUT_DIR", help="the rule folder to write (created)")
-    export.add_argument("--step", type=int, default=None, metavar="N",
-                        help="the saved θ-step to export (default: the latest; 0 = the initial θ)")
+    export.add_argument("--step", type=_step_or_best, default=None, metavar="N|best",
+                        help="the saved θ-step to export (default: the latest; 0 = the initial θ; best = the "
+                             "best-validated θ, kept when config.validation.every is set)")
     export.add_argument("--force", action="store_true", help="write into a non-empty OUT_DIR")
 
     snapshot = command(
@@ -254,15 +261,34 @@ def _cmd_plugins(_args, _overrides) -> int:
     return 0
 
 
+def _refuse_other_kind(config, spec: str, command: str) -> None:
+    """A study given to `train`, or a training config given to `evaluate`: say which it is."""
+    from metaplastic.core.config import COMPONENT_FIELDS
+
+    study = "methods" in config or "datasets" in config
+    components = [field for field in COMPONENT_FIELDS if field in config]
+    if command == "train" and study and not components:
+        raise UsageError(f"'{spec}' is an evaluation study (it has methods and datasets); "
+                         f"use `metaplastic evaluate --config {spec}`")
+    if command == "evaluate" and components and not study:
+        raise UsageError(f"'{spec}' is a training config (it has {', '.join(components)}); "
+                         f"use `metaplastic train --config {spec}`")
+
+
 def _cmd_train(args, overrides) -> int:
     from metaplastic.core import config as config_lib
-    from metaplastic.core.trainer import train
+    from metaplastic.core.genome import train  # the trainer config.trainer names
 
-    config = config_lib.resolve(config_lib.load_config_file(args.config, _shipped_configs()),
-                                config_lib.parse_overrides(overrides))
+    base = config_lib.load_config_file(args.config, _shipped_configs())
+    _refuse_other_kind(base, args.config, "train")
+    config = config_lib.resolve(base, config_lib.parse_overrides(overrides))
     workdir = check_workdir(args.workdir)
     # a bar for a person watching; plain timestamped lines into a log or a pipe
     summary = train(config, args.workdir, progress=_progress(args) or ("lines" if not args.no_progress else False))
+    if summary.get("preempted"):
+        print(f"metaplastic: preempted (SIGTERM): saved at step {summary['steps']} of {config.num_steps}; "
+              f"run the same command to resume (exit status {EXIT_PREEMPTED})", file=sys.stderr)
+        return EXIT_PREEMPTED
     print(f"done: {summary['steps']} steps, {summary['skipped']} skipped, "
           f"{summary['steps_per_second']:.2f} steps/s, workdir {args.workdir}")
     print(f"next: metaplastic evaluate --config experiments/eval/datasets.py "
@@ -271,10 +297,15 @@ def _cmd_train(args, overrides) -> int:
 
 
 def _cmd_evaluate(args, overrides) -> int:
+    from metaplastic.core import config as config_lib
     from metaplastic.core import evaluation
+    from metaplastic.core.distributed import check_devices
 
-    study = evaluation.load_study(args.config, overrides, shipped=_shipped_configs())
+    base = config_lib.load_config_file(args.config, _shipped_configs())
+    _refuse_other_kind(base, args.config, "evaluate")
+    study = evaluation.resolve_study(base, config_lib.parse_overrides(overrides))
     check_workdir(args.workdir)
+    check_devices()
     results = evaluation.run_study(study, args.workdir, progress=_progress(args))
     print(f"done: {len(results['cells'])} cells; report {args.workdir}/report.md")
     return 0
@@ -301,8 +332,10 @@ def _cmd_config(args, overrides) -> int:
 
 
 def _cmd_export(args, _overrides) -> int:
+    from metaplastic.core.distributed import check_devices
     from metaplastic.core.rules import checkpoint_steps, load_rule_from_workdir, save_rule, workdir_config
 
+    check_devices()
     workdir, target = pathlib.Path(args.workdir), pathlib.Path(args.out_dir)
     if not workdir.is_dir():
         raise UsageError(f"WORKDIR '{workdir}': not a directory (expected a `metaplastic train` workdir)")
@@ -311,17 +344,29 @@ def _cmd_export(args, _overrides) -> int:
     if target.is_dir() and any(target.iterdir()) and not args.force:
         raise UsageError(f"OUT_DIR '{target}': not empty (use --force to write into it)")
     config = workdir_config(workdir).to_dict()
-    step = checkpoint_steps(workdir)[-1] if args.step is None and _has_steps(workdir) else args.step
-    _, theta = load_rule_from_workdir(workdir, step)  # a one-line EvaluationError for a missing step
-    step = 0 if step is None else step
+    extra = {}
+    if args.step == "best":
+        from metaplastic.core.rules import load_rule
+        from metaplastic.core.validation import BEST_DIR, Validator
+
+        best = Validator.read_best(workdir)
+        if best is None:
+            raise UsageError(f"WORKDIR '{workdir}': no best-validated θ ({BEST_DIR}/ is written when "
+                             "config.validation.every > 0)")
+        theta, step = load_rule(workdir / BEST_DIR).theta, int(best["step"])
+        extra["validation"] = best
+    else:
+        step = checkpoint_steps(workdir)[-1] if args.step is None and _has_steps(workdir) else args.step
+        _, theta = load_rule_from_workdir(workdir, step)  # a one-line EvaluationError for a missing step
+        step = 0 if step is None else step
     rows, seconds = _metrics_until(workdir / "metrics.csv", step)
-    extra = {"meta_training_steps": step}
+    extra["meta_training_steps"] = step
     if seconds is not None:
         extra["meta_training_seconds"] = round(seconds)
     extra["exported"] = datetime.date.today().isoformat()
     save_rule(target, config, theta, extra=extra)
     if rows:
-        fields = [f for f in ("step", "meta_loss", "skipped", "horizon", "depth") if f in rows[0]]
+        fields = [f for f in ("step", "meta_loss", "skipped", "horizon", "depth", "validation_loss") if f in rows[0]]
         with (target / "meta_training_curve.csv").open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
             writer.writeheader()
@@ -341,6 +386,15 @@ def _save_curve(rows: list[dict], path: pathlib.Path, title: str) -> None:
     meta_training_curve_figure(rows, title).savefig(path, dpi=DPI)
 
 
+def _step_or_best(text: str):
+    if text == "best":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a θ-step (an integer) or 'best', got '{text}'") from None
+
+
 def _has_steps(workdir: pathlib.Path) -> bool:
     from metaplastic.core.rules import checkpoint_steps
 
@@ -353,17 +407,16 @@ def _metrics_until(path: pathlib.Path, step: int) -> tuple[list[dict], float | N
         return [], None
     with path.open(newline="") as f:
         rows = [row for row in csv.DictReader(f) if row.get("step", "").isdigit() and int(row["step"]) <= step]
-    seconds = [float(row["seconds"]) for row in rows if row.get("seconds") not in (None, "")]
+    seconds = [float(row["seconds"]) for row in rows if row.get("seconds") not in (None, "", "nan")]
     return rows, (sum(seconds) if seconds else None)
 
 
 def _cmd_snapshot(args, _overrides) -> int:
+    from metaplastic.core.distributed import check_devices
     from metaplastic.core.snapshot import export_snapshot
 
-    try:
-        meta = export_snapshot(args.workdir, args.file)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
+    check_devices()
+    meta = export_snapshot(args.workdir, args.file)  # SnapshotError: one line
     size = pathlib.Path(args.file).stat().st_size / 1e6
     print(f"snapshot of step {meta['step']} ({meta.get('elapsed_seconds', 0) / 3600:.2f} h of meta-training) "
           f"written to {args.file} ({size:.1f} MB); continue with --config.init_snapshot={args.file}")
@@ -377,21 +430,6 @@ TAKES_OVERRIDES = ("train", "evaluate", "config")
 
 # ---------------------------------------------------------------- entry point
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """The exception classes that mean a wrong input, not a bug: shown in one line."""
-    from metaplastic.core.config import ConfigError
-    from metaplastic.core.interfaces import DatasetUnavailable, EvaluationError
-    from metaplastic.registries import ComponentError
-
-    from metaplastic.core.checkpoint import CheckpointError
-    from metaplastic.core.data import BadDataset
-    from metaplastic.core.trainer import TrainingError
-    from metaplastic.core.workdir import WorkdirError  # a workdir in use, or holding another run
-
-    return (UsageError, ConfigError, ComponentError, DatasetUnavailable, EvaluationError, WorkdirError,
-            CheckpointError, TrainingError, BadDataset)
-
-
 def _silence_stdout() -> None:
     """No second broken pipe when Python flushes stdout at exit."""
     try:
@@ -401,39 +439,23 @@ def _silence_stdout() -> None:
         pass
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 def main(argv: list[str] | None = None) -> int:
-    import zipfile
-
     argv = sys.argv[1:] if argv is None else list(argv)
     rest, overrides = split_overrides(argv)
     args = _parser().parse_args(rest)  # --help, --version and argparse's one-line errors exit here
-    user_errors = _user_errors()
     try:
         if overrides and args.command not in TAKES_OVERRIDES:
             raise UsageError(f"unrecognised argument '{overrides[0]}' (metaplastic {args.command} takes "
                              "no --config.FIELD overrides)")
         return COMMANDS[args.command](args, overrides)
-    except user_errors as error:
-        print(f"metaplastic: error: {_one_line(error)}", file=sys.stderr)
+    except UserError as error:  # a wrong input, said where it was found: one line
+        print(f"metaplastic: error: {one_line(error)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except BrokenPipeError:  # `metaplastic config ... | head`: the reader has all it wanted
         _silence_stdout()
         return 128 + 13  # as if killed by SIGPIPE, like other command-line tools
-    except OSError as error:  # a file or folder that cannot be read or written
-        print(f"metaplastic: error: {_one_line(error)}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except (ValueError, zipfile.BadZipFile) as error:
-        from metaplastic.core.config import dataset_being_read
-
-        where = dataset_being_read(error)
-        if where is None:
-            raise  # not a user error: a bug, shown with its traceback
-        print(f"metaplastic: error: {where}: unreadable ({type(error).__name__}: {_one_line(error)})",
-              file=sys.stderr)
+    except OSError as error:  # the system refused a file or folder (permissions, a full disk)
+        print(f"metaplastic: error: {one_line(error)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("metaplastic: interrupted", file=sys.stderr)
