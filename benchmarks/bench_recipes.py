@@ -1,8 +1,9 @@
 """The recipe study: meta-training candidates at the same wall-clock budget, scored on held-out data.
 
-Each candidate meta-trains (one at a time) for `--budget` seconds of this process's CPU time
+Each candidate meta-trains (one at a time; several processes with --train-only may share a --workroot
+for disjoint candidates) for `--budget` seconds of this process's CPU time
 (all threads, compilation included; less sensitive to other load than wall-clock time) on glyphs only (no evaluation dataset), then its final θ is scored by the evaluation
-suite: 10-shot ridge accuracy on held-out digits 5–9 and Fashion-MNIST 14×14 after 100 and
+suite (its best-validated θ when the recipe validates): 10-shot ridge accuracy on held-out digits 5–9 and Fashion-MNIST 14×14 after 100 and
 1,000 inner steps, `--seeds` seeds, mean ± SE. Baselines (random init, raw input, Hebbian) are
 scored once with the same seeds. Writes `--out` (markdown) and a JSON of every figure.
 
@@ -73,6 +74,21 @@ CANDIDATES.update({
                                  METZ_SMALL + ["--config.update_rule_config.top_mixing=dense"],
                                  "the same with the reference's dense top-down mixing (top width 32)"),
 })
+# The hand-designed-prior recipe (experiments/train/glyphs.py:genome): metz2019 starting at the hebbian rule,
+# its genome by CMA-ES on whole runs; the objective over log-spaced points or at the last point only; the
+# networks from the genome ("{workroot}" is the study's --workroot).
+LAST_POINT = ["--config.genome.objective_points=(1000,)"]
+CANDIDATES.update({
+    "genome": ("experiments/train/glyphs.py:genome", [],
+               "genome stage: CMA-ES on whole runs, meta-objective averaged after 10/30/100/300/1,000 steps"),
+    "genome@seed1": ("experiments/train/glyphs.py:genome", ["--config.seed=1"], "the same, meta-training seed 1"),
+    "genome_last_point": ("experiments/train/glyphs.py:genome", LAST_POINT,
+                          "genome stage, meta-objective after 1,000 steps only"),
+    "genome_last_point@seed1": ("experiments/train/glyphs.py:genome", LAST_POINT + ["--config.seed=1"],
+                                "the same, meta-training seed 1"),
+    "nets_from_genome": ("experiments/train/glyphs.py:nets", ["--config.init_theta={workroot}/genome/best"],
+                         "stage two: the networks unfrozen from the genome candidate's best-validated θ"),
+})
 DATASETS = ("digits_5_9", "fashion_14")
 BASELINES = ("random_init", "raw_input", "hebbian")
 
@@ -103,9 +119,10 @@ def cpu_seconds() -> float:
 
 def train(name: str, workroot: pathlib.Path, budget: float, log) -> dict:
     from metaplastic.core import config as config_lib
-    from metaplastic.core.trainer import MetaTrainer
+    from metaplastic.core.genome import trainer_class
 
     spec, overrides, _ = CANDIDATES[name]
+    overrides = [o.replace("{workroot}", str(workroot)) for o in overrides]
     workdir = workroot / name
     ledger_path = workdir / "recipe_budget.json"
     ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {"wall": 0.0, "cpu": 0.0}
@@ -115,7 +132,7 @@ def train(name: str, workroot: pathlib.Path, budget: float, log) -> dict:
     if remaining > 1:
         load_before = os.getloadavg()[0]
         wall, cpu = time.perf_counter(), cpu_seconds()
-        trainer = MetaTrainer(config, workdir)
+        trainer = trainer_class(config)(config, workdir)
         trainer.run(progress=False, max_cpu_seconds=remaining)
         ledger = {"wall": ledger["wall"] + time.perf_counter() - wall, "cpu": ledger["cpu"] + cpu_seconds() - cpu,
                   "steps": trainer.step, "skipped": trainer.skipped,
@@ -173,7 +190,9 @@ def main(argv=None) -> int:
         return 0
     for name in names:
         ledger = train(name, workroot, args.budget, log)
-        study = eval_study({"learned": {"method": "update_rule"}}, str(workroot / name), args.seeds, steps)
+        best = workroot / name / "best"  # the best-validated θ when the recipe validates, else the last
+        checkpoint = best if (best / "rule.json").exists() else workroot / name
+        study = eval_study({"learned": {"method": "update_rule"}}, str(checkpoint), args.seeds, steps)
         scores = summarise(run_study(study, workroot / f"{name}.eval", progress=False, log=log))
         figures["candidates"][name] = {"ledger": ledger, "scores": scores}
         log(f"{name}: " + ", ".join(f"{k.split('|', 1)[1]}={v[0]:.3f}±{v[1]:.3f}" for k, v in scores.items()))

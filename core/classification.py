@@ -9,7 +9,7 @@ TruncationData with NumPy only:
   A and B disjoint within a step whenever a class has at least 2n examples;
 * targets [K, n·C, max_classes + E]: one-hot labels in task-class order,
   zero-padded to max_classes, then E family-specific regression targets, scaled by
-  the family's `regression_weight` (if it has one) against the labels.
+  the family's `regression_weight` (default 1) against the labels.
 
 Everything is vectorised over steps, classes and examples; the only Python
 loop is over families' datasets. No queues, no threads.
@@ -53,6 +53,9 @@ class ClassTasks:
     `max_classes`, and the methods below."""
 
     family_name = "class_tasks"
+    # scale of the regression targets against the one-hot labels (0 = labels only); a family
+    # may make it a config field
+    regression_weight: float = 1.0
 
     # ---- to override
     def _datasets(self) -> tuple[str, ...]:
@@ -185,7 +188,7 @@ class ClassTasks:
         onehot = np.zeros((n * c, self.max_classes), np.float32)
         onehot[np.arange(n * c), np.tile(np.arange(c), n)] = 1.0
 
-        regression = extra * np.float32(getattr(self, "regression_weight", 1.0))
+        regression = extra * np.float32(self.regression_weight)
 
         def batch(lo, hi):
             targets = np.concatenate([np.broadcast_to(onehot, (k, n * c, self.max_classes)),

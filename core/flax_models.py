@@ -128,7 +128,7 @@ class FlaxModuleAdapter(BaseModel):
     pre: tuple[tuple[int, str], ...]
     post: tuple[tuple[int, str], ...]
     call_kwargs: tuple[tuple[str, Any], ...] = ()
-    weight_std: float = 0.01                      # RMS of the given kernels (metz2019 draws V with it)
+    weight_std: float = 0.01                      # RMS of the given kernels: `init_weight_std`
 
     # ---------------------------------------------------------------- construction
 
@@ -209,6 +209,9 @@ class FlaxModuleAdapter(BaseModel):
     def architecture_of(self, params) -> Architecture:
         kernels = [layer["w"] for layer in self.layers(params)]
         return Architecture(int(kernels[0].shape[0]), tuple(int(k.shape[1]) for k in kernels))
+
+    def init_weight_std(self) -> float:
+        return self.weight_std
 
     def init(self, key, arch: Architecture):
         variables = unfreeze(self.module.init({"params": key, "dropout": key},
@@ -296,7 +299,7 @@ def apply_rule(rule, module: nn.Module, params: Pytree, unlabelled_data, steps: 
     data = prepare_data(unlabelled_data, flatten=False, input_spec=learned.description.get("input_spec"))
     variables, full = _variables(params)
     adapter = FlaxModuleAdapter.of(module, variables, data[:PROBE_ROWS], module_kwargs)
-    on_module = dataclasses.replace(learned.rule, base_model=adapter)
+    on_module = learned.rule.with_base_model(adapter)
     state = on_module.init_inner_state(jax.random.PRNGKey(seed), adapter.architecture_of(variables))
     given = jax.tree.map(jnp.asarray, variables)
     if jax.tree.structure(state.params) != jax.tree.structure(given):

@@ -22,6 +22,7 @@ Evaluation side (core.evaluation):
 from __future__ import annotations
 
 import abc
+import copy
 import dataclasses
 import functools
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, NamedTuple
@@ -126,6 +127,14 @@ class BaseModel(abc.ABC):
         """[D, units] input weights of the first layer (the filter pictures)."""
         return self.layers(params)[0]["w"]
 
+    def init_weight_std(self) -> float:
+        """The standard deviation of this model's initial weights (a Python float).
+
+        Rules that draw weights of their own beside the model's (metz2019's backward weights V)
+        draw them at this scale. Default 0.01; override when `init` uses another scale.
+        """
+        return 0.01
+
 
 class UpdateRule(abc.ABC):
     """UnsupervisedUpdate(φ, x; θ). `inner_step` never sees labels."""
@@ -155,6 +164,21 @@ class UpdateRule(abc.ABC):
         optimiser may give them their own learning rate. Default: every element.
         """
         return jax.tree.map(lambda leaf: np.ones(np.shape(leaf), bool), theta)
+
+    def with_base_model(self, base_model: BaseModel) -> "UpdateRule":
+        """This rule with every setting kept, driving `base_model` instead (`apply_rule` puts a
+        loaded rule on a user's Flax module this way).
+
+        Default: `dataclasses.replace(self, base_model=base_model)` for a dataclass with a
+        `base_model` field (its `__post_init__` checks run again), else a shallow copy with
+        `base_model` set. Override when the rule derives anything else from its base model.
+        """
+        if dataclasses.is_dataclass(self) and any(f.name == "base_model" and f.init
+                                                  for f in dataclasses.fields(self)):
+            return dataclasses.replace(self, base_model=base_model)
+        rule = copy.copy(self)
+        object.__setattr__(rule, "base_model", base_model)  # also for frozen classes
+        return rule
 
 
 class MetaObjective(abc.ABC):
@@ -334,6 +358,19 @@ class EvalMethod(abc.ABC):
 
     def describe(self) -> str:
         return type(self).__name__
+
+    def has_checkpoints(self) -> bool:
+        """Whether this method comes from a meta-training run whose saved steps `at_checkpoint_steps`
+        can sweep (`config.checkpoint_sweep`). Default False."""
+        return False
+
+    def at_checkpoint_steps(self) -> Iterator[tuple[int, "EvalMethod"]]:
+        """(meta-training step, this method as of that step) for each saved step, ascending.
+
+        Only methods whose `has_checkpoints()` is True need to implement it; the default raises
+        EvaluationError.
+        """
+        raise EvaluationError(f"{self.describe()}: no meta-training checkpoints to sweep")
 
     @abc.abstractmethod
     def train(self, problem: TrainingProblem, steps: tuple[int, ...]) -> Iterator[tuple[int, FeatureModel]]:

@@ -183,10 +183,9 @@ def population_statistics(rule: UpdateRule, state: InnerState, data: np.ndarray,
         rows = np.random.default_rng(seed).choice(len(data), STATISTICS_ROWS, replace=False)
         data = data[np.sort(rows)]
     model = rule.base_model
-    if hasattr(model, "statistics"):
-        statistics = jax.device_get(_statistics(model, state.params, jnp.asarray(data)))
-        if statistics is not None:
-            return statistics, True
+    statistics = jax.device_get(_statistics(model, state.params, jnp.asarray(data)))
+    if statistics is not None:
+        return statistics, True
     if len(data) < 4:
         return None, False
     four = np.asarray(rule_features(rule, state, jnp.asarray(data[:4])))[:2]

@@ -421,7 +421,7 @@ class MetaTrainer:
         if primary:
             write_atomic(self.workdir / "config.json", json.dumps(config.to_dict(), indent=2, default=str).encode())
         writer = MetricsWriter(self.workdir, resume_step=self.step) if primary else None
-        if writer is not None and hasattr(writer, "write_hparams"):
+        if writer is not None:
             writer.write_hparams(config.to_dict())
         if config.time_limit_seconds:
             max_seconds = min(max_seconds or float("inf"), config.time_limit_seconds)

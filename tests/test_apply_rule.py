@@ -15,6 +15,7 @@ from sklearn.linear_model import LogisticRegression
 
 import metaplastic
 from metaplastic.core.flax_models import FlaxModuleAdapter
+from metaplastic.core.interfaces import InnerState, UpdateRule
 from metaplastic.core.rules import LearnedRule
 from metaplastic.registries import get_registry
 
@@ -235,3 +236,48 @@ def test_user_weights_are_the_starting_point():
         module, {"params": params}, X[:8]))
     state = rule.init_inner_state(jax.random.PRNGKey(0), rule.base_model.architecture_of({"params": params}))
     assert [v.shape for v in state.rule_state["backward_w"]] == [(64, 32), (32, 24), (24, 16)]
+
+
+class PlainRule(UpdateRule):
+    """An update rule that is not a dataclass: apply_rule reaches it through `UpdateRule.with_base_model`."""
+
+    def __init__(self, base_model, decay: float = 0.5):
+        self.base_model, self.decay = base_model, decay
+
+    def init_theta(self, key):
+        return {"decay": jnp.asarray(self.decay, jnp.float32)}
+
+    def init_inner_state(self, key, arch):
+        return InnerState(self.base_model.init(key, arch), (), jnp.zeros((), jnp.int32))
+
+    def inner_step(self, theta, state, x, key):
+        layers = [{"w": layer["w"] * theta["decay"], "b": layer["b"]} for layer in self.base_model.layers(state.params)]
+        return state.replace(params=self.base_model.from_layers(state.params, layers), step=state.step + 1)
+
+
+def test_a_rule_that_is_not_a_dataclass_runs_on_a_user_mlp():
+    module = UserMLP()
+    params = module.init(jax.random.PRNGKey(1), X[:2])["params"]
+    placeholder = get_registry().get("base_model", "mlp_bn")()
+    rule = PlainRule(placeholder)
+    new = metaplastic.apply_rule(LearnedRule(rule, rule.init_theta(None), {}), module, params, X[:64],
+                                 steps=2, batch_size=8)
+    assert rule.base_model is placeholder  # with_base_model copied the rule, the given one is unchanged
+    for name in ("Dense_0", "Dense_1", "Dense_2"):
+        np.testing.assert_allclose(new[name]["kernel"], params[name]["kernel"] * 0.25, rtol=1e-6)
+        np.testing.assert_array_equal(new[name].get("bias"), params[name].get("bias"))
+    np.testing.assert_array_equal(new["LayerNorm_0"]["scale"], params["LayerNorm_0"]["scale"])
+
+
+def test_metz2019_draws_its_backward_weights_at_the_user_kernels_scale():
+    module = UserMLP()
+    params = module.init(jax.random.PRNGKey(1), X[:2])["params"]
+    adapter = FlaxModuleAdapter.of(module, {"params": params}, X[:8])
+    rms = np.mean([np.sqrt(np.mean(np.square(params[f"Dense_{i}"]["kernel"]))) for i in range(3)])
+    assert adapter.init_weight_std() == pytest.approx(rms)
+    rule = learned_rule("metz2019").rule
+    arch = adapter.architecture_of({"params": params})
+    on_user = rule.with_base_model(adapter).init_inner_state(jax.random.PRNGKey(0), arch)
+    on_placeholder = rule.init_inner_state(jax.random.PRNGKey(0), arch)  # mlp_bn: weight_std 0.01
+    for v, w in zip(on_user.rule_state["backward_w"], on_placeholder.rule_state["backward_w"], strict=True):
+        np.testing.assert_allclose(v, w * (rms / 0.01), rtol=1e-5)

@@ -101,3 +101,26 @@ def test_every_rule_trains_and_evaluates_on_a_second_base_model(rule, with_secon
     learned = [c for c in results["cells"] if c["method"] == "learned"]
     assert learned and all(c["finite"] for c in learned)
     assert json.loads((tmp_path / "train" / "config.json").read_text())["base_model"] == "offset_free_mlp"
+
+
+@dataclasses.dataclass(frozen=True)
+class WideInitMLP(OffsetFreeMLP):
+    """No `weight_std` field: its initial scale is known only through `BaseModel.init_weight_std`."""
+
+    def init_weight_std(self):
+        return 0.5
+
+
+def test_rules_read_the_initial_weight_scale_through_the_interface():
+    from metaplastic.plugins.base_models.mlp_bn import MLPBatchNorm
+    from metaplastic.plugins.update_rules.metz2019 import Metz2019Rule
+
+    assert OffsetFreeMLP().init_weight_std() == 0.01  # the documented default
+    assert MLPBatchNorm(weight_std=0.03).init_weight_std() == 0.03
+    arch, key = Architecture(64, (16, 8)), jax.random.PRNGKey(0)
+    small = dict(top_delta_size=8, compute_h_size=8, delta_dim=4)
+    default = Metz2019Rule(OffsetFreeMLP(), **small).init_inner_state(key, arch).rule_state["backward_w"]
+    wide = Metz2019Rule(WideInitMLP(), **small).init_inner_state(key, arch).rule_state["backward_w"]
+    for v, w in zip(wide, default, strict=True):
+        np.testing.assert_allclose(v, w * 50, rtol=1e-5)
+    assert 0.4 < float(np.std(wide[0])) < 0.5  # 0.5 × the std of a normal truncated at ±2 (0.88)

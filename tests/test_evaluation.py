@@ -383,6 +383,41 @@ def test_filters_study_sweeps_meta_training_checkpoints(tmp_path, trained):
     assert (tmp_path / "filters.png").stat().st_size > 0
 
 
+@dataclasses.dataclass(frozen=True)
+class Swept(MeanImage):
+    """A method with checkpoints of its own, declared through `EvalMethod` alone (no `workdir`)."""
+
+    at: int = -1
+
+    def has_checkpoints(self):
+        return self.at < 0
+
+    def at_checkpoint_steps(self):
+        yield from ((step, Swept(at=step)) for step in (0, 5))
+
+
+class _SweptPlugin:
+    @hookimpl
+    def metaplastic_eval_methods(self):
+        return {"swept": Swept, "mean_image": MeanImage}
+
+
+def test_checkpoint_sweeps_go_through_the_eval_method_interface(monkeypatch):
+    monkeypatch.setattr(registry_module, "_REGISTRY", registry_module.Registry(extra_plugins=(_SweptPlugin(),)))
+    methods = dict(swept=dict(method="swept"), mean_image=dict(method="mean_image"))
+    logs = []
+    expanded = runner.expand_methods(tiny_study(primary_method="swept", checkpoint_sweep=True, methods=methods),
+                                     logs.append)
+    assert list(expanded) == ["swept@0", "swept@5", "mean_image"] and expanded["swept@5"] == Swept(at=5)
+    assert not logs
+    expanded = runner.expand_methods(tiny_study(primary_method="mean_image", checkpoint_sweep=True,
+                                                methods=methods), logs.append)
+    assert list(expanded) == ["mean_image", "swept"]
+    assert len(logs) == 1 and "has no meta-training checkpoint" in logs[0]
+    with pytest.raises(evaluation.EvaluationError, match="no meta-training checkpoints"):
+        list(MeanImage().at_checkpoint_steps())
+
+
 @pytest.mark.parametrize("name", STUDIES)
 @pytest.mark.parametrize("variant", ["", ":quick"])
 def test_every_study_config_resolves(name, variant):

@@ -258,3 +258,14 @@ def test_patience_stops_a_run_that_does_not_beat_its_first_score(tmp_path, capsy
 def test_fixed_tasks_are_a_pytree():
     tasks = _tasks((2,), 1)
     assert isinstance(jax.tree.map(lambda a: a, tasks), FixedTasks)
+
+
+def test_relative_change_is_the_step_measured_against_the_weights():
+    theta = PRIOR_NO_NETS.init_theta(jax.random.PRNGKey(0))
+    state = PRIOR_NO_NETS.init_inner_state(jax.random.PRNGKey(1), ARCH)
+    moved = PRIOR_NO_NETS.inner_step(theta, state, XS[0], None)
+    ratios = [np.sqrt(np.mean(np.square(np.asarray(new["w"]) - np.asarray(old["w"]))))
+              / np.sqrt(np.mean(np.square(np.asarray(old["w"]))))
+              for new, old in zip(BASE.layers(moved.params), BASE.layers(state.params))]
+    got = float(PRIOR_NO_NETS.relative_change(theta, state, XS[0]))
+    assert got == pytest.approx(float(np.mean(ratios)), rel=1e-5) and got > 1e-3

@@ -159,7 +159,7 @@ def build_method(label: str, entry: ml_collections.ConfigDict, study) -> EvalMet
 def expand_methods(config, log: Callable[[str], None] = print) -> dict[str, EvalMethod]:
     methods = {label: build_method(label, entry, config) for label, entry in config.methods.items()}
     primary = methods[config.primary_method]
-    sweep = config.checkpoint_sweep and getattr(primary, "workdir", None) is not None
+    sweep = config.checkpoint_sweep and primary.has_checkpoints()
     if config.checkpoint_sweep and not sweep:
         log(f"metaplastic evaluate: config.checkpoint_sweep: primary method '{config.primary_method}' "
             "has no meta-training checkpoint (set config.rule_checkpoint); evaluating it alone")

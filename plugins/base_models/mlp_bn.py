@@ -85,6 +85,9 @@ class MLPBatchNorm(BaseModel):
             raise ValueError(f"base_model_config.activation: unknown '{self.activation}' "
                              f"(known: {', '.join(ACTIVATIONS)})")
 
+    def init_weight_std(self) -> float:
+        return self.weight_std
+
     def _module(self, widths):
         return _MLP(tuple(widths), self.activation, self.weight_std, self.bias_std)
 

@@ -135,6 +135,9 @@ class LoadedRule(EvalMethod):
     def train(self, problem, steps):
         yield from rule_snapshots(self.rule, self.theta, problem, steps)
 
+    def has_checkpoints(self):
+        return self.workdir is not None
+
     def at_checkpoint_steps(self):
         """(meta-training step, this rule with θ from that step) for step 0 and every saved step."""
         if self.workdir is None:

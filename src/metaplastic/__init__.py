@@ -4,13 +4,6 @@
     features = rule.fit(unlabelled, widths=(256, 32), steps=1000).features(unlabelled)
 """
 
-import os
-
-# XLA:CPU runs LAPACK (the ridge readouts' solves) through SciPy's OpenBLAS from several threads at once;
-# with OpenBLAS's own threads on as well, a vmapped population of solves was seen to deadlock (every
-# thread asleep, for good). One OpenBLAS thread per caller avoids it; it must be set before SciPy loads.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
 __version__ = "0.1.0"
 
 
