@@ -1,7 +1,7 @@
 """Learned rules outside meta-training: save, load, fit a base model to unlabelled data, get features.
 
     import metaplastic
-    rule = metaplastic.load_rule("pretrained:glyphs-v2")          # or a `metaplastic train` workdir
+    rule = metaplastic.load_rule("pretrained:genome-glyphs-v1")          # or a `metaplastic train` workdir
     model = rule.fit(unlabelled_array, widths=(256, 256, 32), steps=1000)
     features = model.features(unlabelled_array)
 

@@ -21,7 +21,7 @@ from metaplastic.plugins.pretrained_rules.shipped import SHIPPED
 from metaplastic.registries import get_registry
 
 
-@pytest.mark.parametrize("name", ["glyphs-v1", "glyphs-v2"])
+@pytest.mark.parametrize("name", ["glyphs-v1", "glyphs-v2", "genome-glyphs-v1"])
 def test_shipped_rule_in_five_lines_on_unseen_data(name):
     unlabelled = load_digits().images[:1000] / 16.0  # sklearn digits: never seen in meta-training
     rule = metaplastic.load_rule(f"pretrained:{name}")
@@ -37,7 +37,7 @@ def test_shipped_rule_in_five_lines_on_unseen_data(name):
 
 def test_shipped_rules_are_registered_with_provenance():
     names = get_registry().names("pretrained_rule")
-    assert {"glyphs-v1", "glyphs-v2", "metz2019-glyphs-v1"} <= set(names)
+    assert {"glyphs-v1", "glyphs-v2", "metz2019-glyphs-v1", "genome-glyphs-v1"} <= set(names)
     v1, v2 = (metaplastic.load_rule(f"pretrained:glyphs-v{i}") for i in (1, 2))
     assert 0 < v1.description["meta_training_steps"] < v2.description["meta_training_steps"]
     with pytest.raises(Exception, match="unknown pretrained_rule 'glyphs-v0'"):
@@ -244,7 +244,7 @@ def test_broken_rule_folders_say_which_file_is_wrong(saved_rule):
     np.testing.assert_array_equal(load_rule(saved_rule).theta["lr_logit"], load_rule("pretrained:glyphs-v2").theta["lr_logit"])
 
 
-@pytest.mark.parametrize("name", ["glyphs-v1", "glyphs-v2", "metz2019-glyphs-v1"])
+@pytest.mark.parametrize("name", ["glyphs-v1", "glyphs-v2", "metz2019-glyphs-v1", "genome-glyphs-v1"])
 def test_shipped_rules_carry_format_fields_and_a_model_card(name):
     folder = pathlib.Path(SHIPPED) / name
     description = json.loads((folder / "rule.json").read_text())

@@ -1,6 +1,6 @@
 """metaplastic: meta-learning unsupervised update rules in Flax/JAX.
 
-    rule = metaplastic.load_rule("pretrained:glyphs-v2")
+    rule = metaplastic.load_rule("pretrained:genome-glyphs-v1")
     features = rule.fit(unlabelled, widths=(256, 32), steps=1000).features(unlabelled)
 """
 
