@@ -4,7 +4,6 @@ per-parameter clipping, Adam's eps and the genome learning rate act as NumPy's a
 import flax.serialization
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest

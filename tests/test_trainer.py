@@ -1,6 +1,5 @@
 import dataclasses
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -10,7 +9,6 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from metaplastic.core import config as config_lib
 from metaplastic.core.checkpoint import Checkpointer

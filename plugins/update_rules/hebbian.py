@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import jax.numpy as jnp
 
 from metaplastic.core.interfaces import Architecture, BaseModel, InnerState, UpdateRule
