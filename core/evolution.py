@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import jax.numpy as jnp
 
@@ -27,9 +27,10 @@ def _algorithm(factory: Callable, population_size: int, num_dims: int, kwargs: t
 
 @dataclasses.dataclass(frozen=True)
 class EvosaxStrategy(GenomeStrategy):
-    """Base of the evosax-backed strategies: subclasses set `algorithm()` and may add `options()` and
-    `params_fields()` (evosax `params` fields set from the config)."""
+    """Base of the evosax-backed strategies: a subclass names its evosax algorithm (`ALGORITHM`) and may
+    add `options()` and `params_fields()` (evosax `params` fields set from the config)."""
 
+    ALGORITHM: ClassVar[str] = ""  # the class's name in evosax.algorithms
     population_size: int = 16
     std_init: float = 0.1  # the search distribution's initial standard deviation, per genome element
 
@@ -40,9 +41,6 @@ class EvosaxStrategy(GenomeStrategy):
         if not self.std_init > 0:
             raise ValueError(f"genome_strategy_config.std_init: must be > 0, got {self.std_init}")
 
-    def algorithm(self) -> Callable:
-        raise NotImplementedError
-
     def options(self) -> dict:
         """Constructor options of the evosax algorithm besides population and solution."""
         return {}
@@ -52,7 +50,8 @@ class EvosaxStrategy(GenomeStrategy):
         return {"std_init": self.std_init}
 
     def _es(self, num_dims: int):
-        return _algorithm(self.algorithm(), self.population_size, num_dims, tuple(sorted(self.options().items())))
+        options = tuple(sorted(self.options().items()))
+        return _algorithm(algorithm(self.ALGORITHM), self.population_size, num_dims, options)
 
     def _params(self, es):
         return es.default_params.replace(**self.params_fields())

@@ -31,7 +31,7 @@ import numpy as np
 
 from metaplastic.core import config as config_lib
 from metaplastic.core.interfaces import GenomeStrategy, MetaObjective, Pytree, UpdateRule, numpy_rng
-from metaplastic.core.trainer import KeyPurpose, MetaTrainer, TrainingError
+from metaplastic.core.trainer import KeyPurpose, MetaTrainer
 from metaplastic.core.unroll import trajectory_losses
 from metaplastic.core.validation import FixedTasks, draw_task_data, with_states
 
@@ -199,4 +199,4 @@ def train(config, workdir, progress: bool | str = True) -> dict:
     return trainer_class(config)(config, workdir).run(progress=progress)
 
 
-__all__ = ["GenomeTrainer", "GenomeView", "TrainingError", "population_losses", "train", "trainer_class"]
+__all__ = ["GenomeTrainer", "GenomeView", "population_losses", "train", "trainer_class"]

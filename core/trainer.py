@@ -4,7 +4,7 @@ Nothing here knows which rule, objective, task family or estimator it runs.
 Randomness: every key is `run_key(seed, purpose, step)`, so a resumed run reproduces an
 uninterrupted one bit for bit.
 
-The module is ~460 lines because the loop, its task groups (lockstep or independent phases), its
+The module is ~550 lines because the loop, its task groups (lockstep or independent phases), its
 checkpoints and its start (resume, snapshot, init_theta) share the trainer's state; the pieces that
 stand alone live beside it (core.tasks, core.checkpoint, core.snapshot, core.workdir).
 """

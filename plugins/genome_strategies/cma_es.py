@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from metaplastic.core.evolution import EvosaxStrategy, algorithm
+from metaplastic.core.evolution import EvosaxStrategy
 from metaplastic.registries import hookimpl
 
 
 @dataclasses.dataclass(frozen=True)
 class CMAES(EvosaxStrategy):
-    population_size: int = 16
-    std_init: float = 0.1
-
-    def algorithm(self):
-        return algorithm("CMA_ES")
+    ALGORITHM = "CMA_ES"
 
 
 @hookimpl

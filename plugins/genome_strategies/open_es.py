@@ -8,12 +8,13 @@ import functools
 
 import optax
 
-from metaplastic.core.evolution import EvosaxStrategy, algorithm
+from metaplastic.core.evolution import EvosaxStrategy
 from metaplastic.registries import hookimpl
 
 
 @dataclasses.dataclass(frozen=True)
 class OpenES(EvosaxStrategy):
+    ALGORITHM = "Open_ES"
     population_size: int = 16   # even: antithetic pairs
     std_init: float = 0.1       # perturbation scale σ
     learning_rate: float = 0.05  # Adam's step on the mean
@@ -25,9 +26,6 @@ class OpenES(EvosaxStrategy):
                              f"needs an even number, got {self.population_size}")
         if not self.learning_rate > 0:
             raise ValueError(f"genome_strategy_config.learning_rate: must be > 0, got {self.learning_rate}")
-
-    def algorithm(self):
-        return algorithm("Open_ES")
 
     def options(self):
         return {"optimizer": _adam(self.learning_rate), "std_schedule": _constant(self.std_init)}
