@@ -38,7 +38,7 @@ def _batch_loss(unroll, theta, states, data, key):
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="experiments/train/quickstart.py")
+    parser.add_argument("--config", default="experiments/train/digits.py")
     parser.add_argument("--seconds", type=float, default=90.0, help="meta-training wall-clock per estimator")
     parser.add_argument("--estimators", default=",".join(ESTIMATORS))
     parser.add_argument("--eval-tasks", type=int, default=8, help="scoring tasks per architecture bucket")

@@ -283,7 +283,7 @@ def quickstart_run(workdir: str, seconds: float, cache: bool) -> dict:
 
     jax.monitoring.register_event_duration_secs_listener(listen)
     start = time.perf_counter()
-    config = config_lib.resolve(config_lib.load_config_file("experiments/train/quickstart.py"),
+    config = config_lib.resolve(config_lib.load_config_file("experiments/train/digits.py"),
                                 [("num_steps", "1000000"), ("compilation_cache", str(cache)),
                                  ("checkpoint_every", "1000000")])
     summary = MetaTrainer(config, workdir).run(progress=False, max_seconds=seconds)
@@ -325,7 +325,7 @@ def section_vectorisation(args) -> None:
         rule, objective, arch, batch = build_rule(args.vectorise_rule), build_objective(), DEFAULT_ARCH, BATCH
         shapes = f"{args.vectorise_rule} at the shapes of sections 1-3"
     else:
-        config = config_lib.resolve(config_lib.load_config_file("experiments/train/quickstart.py"))
+        config = config_lib.resolve(config_lib.load_config_file("experiments/train/digits.py"))
         components = config_lib.build_components(config)
         rule, objective = components.rule, components.objective
         arch = Architecture(components.family.input_dim, OPTIONS["quickstart_widths"])

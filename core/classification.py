@@ -17,14 +17,13 @@ loop is over families' datasets. No queues, no threads.
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
+from metaplastic.core.data import dataset_cache
 from metaplastic.core.interfaces import LabeledBatch, Task, TruncationData, numpy_rng
 
 
-@functools.lru_cache(maxsize=64)
+@dataset_cache(maxsize=64)
 def class_index(family, dataset: str):
     """(order, starts, counts): examples of class c are order[starts[c]:starts[c] + counts[c]]."""
     _, y, num_classes = family._arrays(dataset)

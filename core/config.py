@@ -5,6 +5,11 @@ A component is chosen by name, `config.<kind> = "name"`, and configured by
 registered factory. Missing fields are filled from the factory's defaults, so
 every field can be overridden from the command line, and the config is then
 locked: a misspelt field or a wrong type is a one-line `ConfigError`.
+
+Data sources are all consulted (none is chosen), so they are configured by name:
+`config.data_sources.<source>` holds the fields of each source that needs settings (training
+configs and studies alike), filled from that source's defaults; `--config.data_sources.<source>.<field>=v`
+adds the section on the command line.
 """
 
 from __future__ import annotations
@@ -34,14 +39,31 @@ class ConfigError(UserError, ValueError):
     """A config file, field or value is wrong."""
 
 
+# while `read_config_file` runs a get_config: the variant table of each apply_variant call, in order
+_variant_tables: list[Mapping[str, Callable]] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigFile:
+    """What a config file says about itself: its path, its docstring and its `:variants`
+    (name -> the first sentence of the variant function's docstring, '' without one)."""
+
+    path: pathlib.Path
+    doc: str
+    variants: dict[str, str]
+
+
 def apply_variant(config: ml_collections.ConfigDict, arg: str | None,
                   variants: Mapping[str, Callable[[ml_collections.ConfigDict], Any]],
                   where: str) -> ml_collections.ConfigDict:
     """`config` changed in place by the variant named `arg` (none when `arg` is empty).
 
     Every config file picks its `:arg` variants through here, so an unknown one is a one-line
-    error naming the known ones instead of being silently ignored.
+    error naming the known ones instead of being silently ignored (and `metaplastic config FILE`
+    lists them: see `read_config_file`).
     """
+    if _variant_tables is not None:
+        _variant_tables.append(variants)
     if arg:
         if arg not in variants:
             raise ConfigError(f"{where}: unknown variant '{arg}' (known: {', '.join(variants) or 'none'})")
@@ -75,7 +97,37 @@ def load_config_file(spec: str, shipped: str | pathlib.Path | None = None) -> ml
     A config file is the user's code: a syntax error in it, or an exception raised while it is
     imported or while `get_config` runs, is a one-line `ConfigError` naming the file and line.
     """
+    return read_config_file(spec, shipped)[0]
+
+
+def read_config_file(spec: str, shipped: str | pathlib.Path | None = None
+                     ) -> tuple[ml_collections.ConfigDict, ConfigFile]:
+    """`load_config_file`, plus the file's docstring and variants. The variants are the table its
+    get_config handed to `apply_variant` last (a file built on another's config calls that one's
+    get_config, and so its apply_variant, first)."""
+    global _variant_tables
     path, arg = _config_file(spec, pathlib.Path(shipped) if shipped else None)
+    outer, _variant_tables = _variant_tables, []
+    try:
+        config = _run_config_file(path, arg)
+        table = _variant_tables[-1] if _variant_tables else {}
+    finally:
+        _variant_tables = outer
+    from metaplastic.registries.registry import doc_summary
+
+    variants = {name: doc_summary(getattr(function, "__doc__", None)) for name, function in table.items()}
+    return config, ConfigFile(path, config_module_doc(path), variants)
+
+
+def config_module_doc(path: pathlib.Path) -> str:
+    """The module docstring of a config file, read without running it ('' when it has none)."""
+    try:
+        return ast.get_docstring(ast.parse(path.read_text())) or ""
+    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+        return ""
+
+
+def _run_config_file(path: pathlib.Path, arg: str | None) -> ml_collections.ConfigDict:
     module_spec = importlib.util.spec_from_file_location(f"metaplastic_config_{path.stem}", path)
     module = importlib.util.module_from_spec(module_spec)
     try:
@@ -201,10 +253,36 @@ def _all_fields(config, prefix=""):
 
 
 def unknown_field(config, dotted: str):
-    """Raise the one-line error for a field that does not exist, with the closest existing one."""
+    """Raise the one-line error for a field that does not exist, with the closest existing one
+    (within a component's section: that component's fields, and which components have it)."""
+    section, _, leaf = dotted.rpartition(".")
+    kind = section[: -len("_config")] if section.endswith("_config") else ""
+    if kind and isinstance(config.get(kind), str) and isinstance(config.get(section), ml_collections.ConfigDict):
+        _unknown_component_field(config, kind, leaf)
     close = difflib.get_close_matches(dotted, list(_all_fields(config)), n=1)
     hint = f"; did you mean 'config.{close[0]}'?" if close else ""
     raise ConfigError(f"unknown config field 'config.{dotted}'{hint}")
+
+
+def _unknown_component_field(config, kind: str, leaf: str, shown: int = 8):
+    """'config.update_rule_config.hidden: not a field of update_rule 'metz2019' (fields: ...); did you
+    mean ...? (a field of update_rule 'simple_local')' — after another component was chosen, its
+    fields are what a user still types."""
+    fields = list(config[kind + "_config"].keys())
+    close = difflib.get_close_matches(leaf, fields, n=1)
+    listed = ", ".join(fields[:shown]) + (f", … ({len(fields)} in all)" if len(fields) > shown else "")
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    registry = get_registry()
+    others = []
+    for name in registry.names(kind):
+        try:
+            if name != config[kind] and leaf in component_defaults(kind, name):
+                others.append(f"'{name}'")
+        except (ComponentError, TypeError, ValueError):
+            continue
+    owners = f" ({leaf} is a field of {kind} {', '.join(others[:3])})" if others else ""
+    raise ConfigError(f"config.{kind}_config.{leaf}: not a field of {kind} '{config[kind]}' "
+                      f"(fields: {listed or 'none'}){hint}{owners}")
 
 
 OVERRIDE_PREFIX = "--config."
@@ -262,10 +340,52 @@ def resolve(config: ml_collections.ConfigDict, overrides: list[tuple[str, str]] 
         section = config.get(kind + "_config") or ml_collections.ConfigDict()
         config[kind + "_config"] = merge_section(f"{kind}_config", defaults, section,
                                                  f"{kind} '{config[kind]}'")
+    fill_data_sources(config, remaining)
     config.lock()
     apply_overrides(config, remaining)
     validate_training(config)
     return config
+
+
+DATA_SOURCES = "data_sources"
+
+
+def fill_data_sources(config: ml_collections.ConfigDict, overrides=()) -> None:
+    """`config.data_sources.<source>`, one section per data source that needs settings, each filled
+    from its source's defaults (in place, on an unlocked config). A source named only by an override
+    (`data_sources.<source>.<field>`) gets its section here; an unknown source or field is a one-line
+    ConfigError. A config that names no source is left without the section, as it was."""
+    named = []
+    for field, _ in overrides:
+        parts = field.split(".")
+        if parts[0] == DATA_SOURCES and len(parts) == 3 and parts[1] not in named:
+            named.append(parts[1])
+    if DATA_SOURCES not in config and not named:
+        return
+    sections = config.get(DATA_SOURCES)
+    if sections is None:
+        sections = ml_collections.ConfigDict()
+    if not isinstance(sections, ml_collections.ConfigDict):
+        raise ConfigError(f"config.{DATA_SOURCES}: expected a section per data source "
+                          f"({{source: {{field: value}}}}), got {sections!r}")
+    filled = ml_collections.ConfigDict()
+    for name in list(sections.keys()) + [n for n in named if n not in sections]:
+        try:
+            defaults = component_defaults("data_source", name)
+        except ComponentError as error:
+            raise ConfigError(f"config.{DATA_SOURCES}.{name}: {error}") from None
+        section = sections.get(name, ml_collections.ConfigDict())
+        if not isinstance(section, ml_collections.ConfigDict):
+            raise ConfigError(f"config.{DATA_SOURCES}.{name}: expected the source's fields "
+                              f"({{field: value}}), got {section!r}")
+        owner = f"data_source '{name}'"
+        filled[name] = merge_section(f"{DATA_SOURCES}.{name}", defaults, section, owner)
+        for field, _ in overrides:
+            parts = field.split(".")
+            if parts[:2] == [DATA_SOURCES, name] and len(parts) == 3 and parts[2] not in defaults:
+                merge_section(f"{DATA_SOURCES}.{name}", defaults,
+                              ml_collections.ConfigDict({parts[2]: None}), owner)  # raises, naming it
+    config[DATA_SOURCES] = filled
 
 
 def validate_training(config: ml_collections.ConfigDict) -> None:
@@ -395,7 +515,11 @@ class Components:
 
 
 def build_components(config: ml_collections.ConfigDict) -> Components:
-    """The training components: a rule around its base model, an estimator around its unroll."""
+    """The training components: a rule around its base model, an estimator around its unroll.
+    Data sources are configured first (`config.data_sources`): the task family loads its data."""
+    from metaplastic.core.data import configure_data_sources
+
+    configure_data_sources(config.get(DATA_SOURCES))
     rule = build(config, "update_rule", base_model=build(config, "base_model"))
     objective = build(config, "meta_objective")
     unroll = TruncatedUnroll(rule, objective, remat=config.remat)

@@ -1,6 +1,10 @@
 """Dataset lookup across every registered data source, plus the host-side helpers
 data sources and task families share: an on-disk array cache and search paths.
 
+Data sources are built with their config fields: `config.data_sources.<source>.<field>` of a
+training config or study (`configure_data_sources`, called by the trainer and `run_study`);
+a source it does not name is built with its defaults.
+
 Environment:
   METAPLASTIC_CACHE_DIR   where prepared arrays are cached (default
                           $XDG_CACHE_HOME/metaplastic or ~/.cache/metaplastic);
@@ -9,16 +13,19 @@ Environment:
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import difflib
 import functools
 import hashlib
 import json
-import dataclasses
+import logging
 import os
 import pathlib
 import sys
 import zipfile
 import zlib
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -28,10 +35,60 @@ from metaplastic.core.ops.files import NpzError, read_npz, save_npz_atomic
 
 CACHE_ENV = "METAPLASTIC_CACHE_DIR"
 
+# source name -> its config fields (`config.data_sources`); sources not named use their defaults
+_SOURCE_SETTINGS: dict[str, dict[str, Any]] = {}
+_DERIVED_CACHES: list = []
+
+
+def dataset_cache(maxsize: int):
+    """`functools.lru_cache` for what is computed from datasets looked up by name: cleared, as
+    `load_dataset`'s own cache is, when the data sources' settings change (a name may then mean
+    other data)."""
+    def wrap(function):
+        cached = functools.lru_cache(maxsize=maxsize)(function)
+        _DERIVED_CACHES.append(cached)
+        return cached
+    return wrap
+
+
+def configure_data_sources(settings: Mapping[str, Mapping[str, Any]] | None) -> None:
+    """From now on, build data source `name` with the fields `settings[name]` (a resolved
+    `config.data_sources`: {source name: {field: value}}); sources it does not name, with their
+    defaults. None or {}: every source with its defaults, as before any settings."""
+    global _SOURCE_SETTINGS
+    if hasattr(settings, "to_dict"):  # a ConfigDict section
+        settings = settings.to_dict()
+    frozen = {str(name): {str(k): tuple(v) if isinstance(v, list) else v for k, v in dict(fields).items()}
+              for name, fields in dict(settings or {}).items()}
+    if frozen != _SOURCE_SETTINGS:
+        _SOURCE_SETTINGS = frozen
+        load_dataset.cache_clear()
+        for cache in _DERIVED_CACHES:
+            cache.cache_clear()
+    for name in frozen:  # a value its source refuses stops the run here, before any work
+        data_source(name)
+
+
+def data_source(name: str):
+    """The registered data source `name`, built with its configured fields; a field value the
+    source refuses is a one-line ConfigError naming `config.data_sources.<name>`."""
+    from metaplastic.core.config import ConfigError  # lazy: config imports the engine
+    from metaplastic.registries import get_registry
+
+    fields = _SOURCE_SETTINGS.get(name, {})
+    factory = get_registry().get("data_source", name)
+    try:
+        return factory(**fields)
+    except UserError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"config.data_sources.{name}: {one_line(error)}") from None
+
 
 @functools.lru_cache(maxsize=32)
 def load_dataset(name: str, split: str, source: str | None = None) -> Dataset:
-    """`name`/`split` from `source`, or from the first registered source that has it.
+    """`name`/`split` from `source`, or from the first registered source that has it (in name order),
+    each source built with its configured fields (`configure_data_sources`).
 
     A source that has the dataset but cannot read it (a damaged file, empty arrays) is a BadDataset
     naming the dataset, split and source; `DatasetUnavailable` means "not here", and the next source
@@ -42,10 +99,12 @@ def load_dataset(name: str, split: str, source: str | None = None) -> Dataset:
     sources = [source] if source else registry.names("data_source")
     reasons = []
     for source_name in sources:
+        built = data_source(source_name)
         try:
-            found = registry.get("data_source", source_name)().load(name, split)
+            with _quiet_library_logs():
+                found = built.load(name, split)
         except DatasetUnavailable as why:
-            reasons.append(f"{source_name}: {why}")
+            reasons.append((source_name, str(why), built))
             continue
         except UserError as error:  # the source's own one-line reason (BadDataset, NpzError, ...)
             named = isinstance(error, NpzError) and error.path == pathlib.Path(name).expanduser()
@@ -55,8 +114,51 @@ def load_dataset(name: str, split: str, source: str | None = None) -> Dataset:
             raise BadDataset(f"dataset '{name}' split '{split}' (source {source_name}): unreadable "
                              f"({one_line(error, with_type=True)})") from error
         return checked_dataset(found, name, split, source_name)
-    raise DatasetUnavailable(f"dataset '{name}' split '{split}' is unavailable; tried "
-                             + "; ".join(reasons or ["no data sources registered"]))
+    raise DatasetUnavailable(unavailable_message(name, split, reasons))
+
+
+def unavailable_message(name: str, split: str, reasons: list[tuple[str, str, Any]]) -> str:
+    """One line for a dataset no source had, from (source name, its reason, the source): only the
+    reasons of the sources that know the name (`DataSource.names`); for a name none knows, the
+    closest known names, else the reasons of the sources that read files of any name (npz)."""
+    if not reasons:
+        return f"dataset '{name}' split '{split}' is unavailable: no data sources registered"
+    known = {source_name: _source_names(source) for source_name, _, source in reasons}
+    knowing = [(source_name, why) for source_name, why, _ in reasons if name in known[source_name]]
+    if knowing or len(reasons) == 1:
+        shown = knowing or [(source_name, why) for source_name, why, _ in reasons]
+        return (f"dataset '{name}' split '{split}' is unavailable; "
+                + "; ".join(f"{source_name}: {why}" for source_name, why in shown))
+    files = [f"{source_name}: {why}" for source_name, why, _ in reasons if not known[source_name]]
+    if "/" in name or name.endswith(".npz"):  # a path: only the sources that read files can have it
+        return f"dataset '{name}' split '{split}' is unavailable; " + "; ".join(files or ["no source reads files"])
+    head = f"dataset '{name}' split '{split}' is unavailable: no data source knows the name"
+    close = difflib.get_close_matches(name, sorted({n for names in known.values() for n in names}), n=3,
+                                      cutoff=0.75)
+    if close:
+        return f"{head}; did you mean {', '.join(repr(c) for c in close)}?"
+    return f"{head}{'; ' if files else ''}{'; '.join(files)} (`metaplastic plugins` lists the data sources)"
+
+
+def _source_names(source) -> tuple[str, ...]:
+    try:
+        return tuple(source.names())
+    except Exception:  # noqa: BLE001 - a source's suggestions must never hide the real message
+        return ()
+
+
+@contextlib.contextmanager
+def _quiet_library_logs():
+    """Warnings that libraries log while a source looks for a dataset (absl's, from TFDS: a folder
+    without dataset_info.json) stay out of the output: a missing dataset is said in one line, and
+    a found one needs no notes."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 class BadDataset(UserError, ValueError):

@@ -2,7 +2,7 @@
 
     import metaplastic
     rule = metaplastic.load_rule("pretrained:glyphs-v2")
-    params = metaplastic.apply_rule(rule, my_mlp, params, unlabelled, steps=1000)   # same tree, new kernels
+    params = metaplastic.apply_rule(rule, my_mlp, params, unlabelled, steps=100)    # same tree, new kernels
     features = my_mlp.apply({"params": params}, unlabelled)
 
 `FlaxModuleAdapter` presents a `flax.linen` MLP as a `BaseModel`. It finds the model's `nn.Dense` layers
@@ -278,14 +278,32 @@ def _variables(params) -> tuple[dict, bool]:
     return (tree if full else {"params": tree}), full
 
 
-def apply_rule(rule, module: nn.Module, params: Pytree, unlabelled_data, steps: int = 1000,
+def apply_rule(rule, module: nn.Module, params: Pytree, unlabelled_data, steps: int | None = None,
                batch_size: int = 128, seed: int = 0, *, module_kwargs: Mapping | None = None) -> Pytree:
-    """Train the Dense layers of a `flax.linen` MLP with a learned rule on unlabelled data; new params.
+    """Train the Dense layers of your `flax.linen` MLP with a learned rule on unlabelled data; returns
+    new params, the same tree with only Dense kernels and biases changed.
+
+        rule = metaplastic.load_rule("pretrained:genome-glyphs-v1")
+        params = metaplastic.apply_rule(rule, my_mlp, params, unlabelled)   # steps: rule.recommended_steps
+        features = my_mlp.apply({"params": params}, unlabelled)
 
     rule: a `LearnedRule` or anything `load_rule` takes ("pretrained:glyphs-v2", a folder, a workdir).
-    params: the module's "params" collection or its full variables dict; the same kind of tree comes
-    back, with the same structure and dtypes, only Dense kernels and biases changed.
-    unlabelled_data: [N, ...] as the module reads it (uint8/integer pixels are scaled by 1/255).
+    module: an MLP of `nn.Dense` layers with an activation after each, the last included: the rule
+        trains a representation, so put an activation (relu, as in meta-training) on top of the last
+        Dense and apply the rule to the model without its output/classifier layer. A normalisation
+        before each activation (BatchNorm or LayerNorm, then relu) is closest to the batch-normalised
+        layers the shipped rules were meta-trained on. Convolutions, shared Dense layers and two Dense
+        layers with no activation between them are refused in one line naming the layer.
+    params: the module's "params" collection, or its full variables dict; the same kind of tree comes
+        back, same structure and dtypes. A model with other collections (BatchNorm's `batch_stats`)
+        needs the full `variables` (`module.init(...)` as a whole); those are read, never updated.
+    unlabelled_data: [N, ...], each example as the module reads it, its first Dense reading the input
+        flattened to [N, D]. Pixels as floats in [0, 1], like the rules' meta-training data
+        (`input_spec` in rule.json; other ranges get a warning), or integers 0-255 (scaled by 1/255).
+    steps: inner steps (one unlabelled batch each); default `rule.recommended_steps`, the advice of the
+        rule's model card recorded in its rule.json (100 for glyphs-v2, 1,000 for genome-glyphs-v1),
+        else 1,000. Rules trained on short horizons degrade when run much longer.
+    batch_size: examples per inner step (at most N); seed: the batches drawn and the rule's own state.
     module_kwargs: extra keyword arguments of the module's __call__ (e.g. {"train": False}).
     """
     from metaplastic.core.rules import LearnedRule, load_rule, prepare_data

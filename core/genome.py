@@ -195,8 +195,18 @@ def trainer_class(config) -> type[MetaTrainer]:
 
 
 def train(config, workdir, progress: bool | str = True) -> dict:
-    """Meta-train with the trainer `config.trainer` names (resuming from `workdir`). Returns a summary."""
-    return trainer_class(config)(config, workdir).run(progress=progress)
+    """Meta-train with the trainer `config.trainer` names (resuming from `workdir`). Returns a summary; with
+    meta-validation on, `summary["validation"]` holds the held-out scores of the starting θ, the best θ and
+    random init (lower is better)."""
+    trainer = trainer_class(config)(config, workdir)
+    summary = trainer.run(progress=progress)
+    validator = trainer.validator
+    if validator is not None and validator.first_step >= 0 and not summary.get("preempted"):
+        summary["validation"] = {"start": validator.first_loss, "start_step": validator.first_step,
+                                 "best": validator.best_loss, "best_step": validator.best_step,
+                                 "random_init": validator.score_random_init(),
+                                 "points": validator.points, "best_dir": str(validator.workdir / "best")}
+    return summary
 
 
 __all__ = ["GenomeTrainer", "GenomeView", "population_losses", "train", "trainer_class"]

@@ -2,7 +2,8 @@
 
 Shapes: B = unlabelled batch, K = inner steps in a truncation, T = tasks in a
 meta-batch, D = input dimension, C = target dimension (one-hot classes padded
-to a fixed size, then any regression targets).
+to a fixed size, then any regression targets), n = labelled examples in a meta
+batch, F = feature width (the top layer's units). Arrays are float32 unless said.
 
 Device side (pure, jit-able functions of pytrees):
   BaseModel        init(key, arch) -> params;  apply(params, x) -> per-layer activations
@@ -10,13 +11,36 @@ Device side (pure, jit-able functions of pytrees):
                    inner_step(θ, φ_t, x_t, key) -> φ_{t+1}   (no labels reach it)
   MetaObjective    loss(features_fn, batch_a, batch_b) -> scalar, differentiable in θ via φ
 Host side:
-  TaskFamily       sample_task(key, arch) -> Task;  truncation_data(task, key, K) -> TruncationData
+  TaskFamily       sample_task(key, arch) -> Task;  truncation_data(task, key, K, B) -> TruncationData
   GradientEstimator  init_state(...) / estimate(θ, state, data, key) -> (grad, state, metrics)
   GenomeStrategy   init(key, mean) / ask(key, state) / tell(key, population, fitness, state) / mean(state)
 Evaluation side (core.evaluation):
   EvalMethod       train(TrainingProblem, steps) -> yields (step, FeatureModel)
   FeatureModel     features(x) -> [n, F];  first_layer_weights() -> [D, units] or None
   TrainingProblem  what a method may see: unlabelled inputs, keys, shapes (labels only if it asks)
+
+How a component is made: each kind's hook (`registries.hookspecs`) returns {name: factory}, and
+the engine calls the factory with the fields of the component's config section as keyword
+arguments, plus what it supplies itself:
+
+  kind                fields from                          the engine also passes
+  base_model          config.base_model_config             -
+  update_rule         config.update_rule_config            base_model= (the built BaseModel)
+  meta_objective      config.meta_objective_config         -
+  task_family         config.task_family_config            -
+  gradient_estimator  config.gradient_estimator_config     unroll= (a core.unroll.TruncatedUnroll)
+  genome_strategy     config.genome_strategy_config        -
+  data_source         config.data_sources.<name>           -  (no section: factory())
+  eval_method         a study's config.methods.<label>     -  (then .resolve(study))
+  pretrained_rule     -                                    -  (loader() -> core.rules.LearnedRule)
+
+A factory parameter with a default of a config type (bool, int, float, str, None, or a tuple of
+them) is a config field: filled from that default, and settable in the config file or with
+`--config.<section>.<field>=value`. A parameter without a default is the engine's to pass
+(`base_model=`, `unroll=`), never a config field. The usual factory is a frozen dataclass: its
+fields are the config fields, and it is hashable and equal by value, which device-side components
+must be (rules, base models, objectives and unrolls are static arguments of jitted functions:
+equal settings share compiled code).
 """
 
 from __future__ import annotations
@@ -58,17 +82,23 @@ class Architecture:
 
 
 class LayerActivation(NamedTuple):
-    pre: Array   # [B, units] before the nonlinearity (after normalisation and offset)
+    """One layer's activity on a batch. `post` is also the next layer's input."""
+
+    pre: Array   # [B, units] what enters the nonlinearity (mlp_bn: after normalisation and offset b)
     post: Array  # [B, units] after the nonlinearity
 
 
 @flax.struct.dataclass
 class InnerState:
-    """φ: the base model's parameters plus whatever the rule keeps between steps."""
+    """φ: the base model's parameters plus whatever the rule keeps between steps.
+
+    The carry of the inner loop (`lax.scan`, `fori_loop`), vmapped over tasks: `UpdateRule.inner_step`
+    returns the tree structure, shapes and dtypes it was given.
+    """
 
     params: Pytree      # base-model parameters, read by BaseModel.apply
-    rule_state: Pytree  # rule-private state (backward weights, moments, ...)
-    step: Array         # inner steps taken so far (int32 scalar)
+    rule_state: Pytree  # rule-private state (backward weights, moments, ...); None when there is none
+    step: Array         # inner steps taken so far (int32 scalar): 0 in φ_0, +1 by each inner_step
 
 
 class LabeledBatch(NamedTuple):
@@ -89,18 +119,31 @@ class TruncationData(NamedTuple):
 class BaseModel(abc.ABC):
     """A network whose parameters an update rule changes.
 
-    What rules need: per-layer activations (`apply`), and each dense layer's weights as
-    `{"w": [units_in, units_out], "b": [units_out]}` (`layers`), written back with `from_layers`.
-    Rules read and write parameters only through these, never through a model's own layout.
+    Made by `factory(**config.base_model_config)` (a frozen dataclass: it is part of the rule, a
+    static jit argument). Every method is a pure, jit-able function of its arrays.
+
+    What rules rely on:
+    - `apply(params, x)`: one `LayerActivation` per dense layer, input layer first. Layer i's input
+      is layer i-1's `post` (layer 0's is x itself), so a layer's presynaptic activity is
+      `([x] + [a.post for a in activations[:-1]])[i]`. The last `post` is the feature u [B, F].
+    - `layers(params)`: each layer's `{"w": [units_in, units_out], "b": [units_out]}`, input layer
+      first, written back with `from_layers`. Rules read and write parameters only through these,
+      never through a model's own layout.
+    - `b` is the layer's offset as the model uses it. In `mlp_bn` (the model rules are meta-trained
+      on) it comes *after* normalisation: pre = normalise(x_in @ w) + b, so b is the unit's
+      threshold in units of its batch spread, and the scale of a column of w does not change `pre`
+      (normalisation removes it). A Flax model adapted by `core.flax_models` gives its Dense bias,
+      which comes before any normalisation.
     """
 
     @abc.abstractmethod
     def init(self, key: Array, arch: Architecture) -> Pytree:
-        """Fresh parameters for `arch`."""
+        """Fresh float32 parameters for `arch` (one dense layer per entry of arch.widths)."""
 
     @abc.abstractmethod
     def apply(self, params: Pytree, x: Array, statistics: Pytree | None = None) -> list[LayerActivation]:
-        """Per-layer activations for inputs x [B, D]; the last post-activation is the feature u.
+        """Per-layer activations for inputs x [B, D], input layer first; layer i reads layer i-1's
+        `post` (layer 0 reads x); the last post-activation is the feature u [B, F].
 
         `statistics`: fixed normalisation statistics from `statistics(params, data)` instead of the
         batch's (only models whose `statistics` returns something need to accept it).
@@ -137,23 +180,54 @@ class BaseModel(abc.ABC):
 
 
 class UpdateRule(abc.ABC):
-    """UnsupervisedUpdate(φ, x; θ). `inner_step` never sees labels."""
+    """UnsupervisedUpdate(φ, x; θ). `inner_step` never sees labels.
+
+    Made by `factory(base_model=<the built BaseModel>, **config.update_rule_config)`: declare a
+    `base_model: BaseModel` field without a default (the engine's to pass, never a config field;
+    evaluation passes the study's base model, `apply_rule` a user's Flax model through
+    `with_base_model`). Make it a frozen dataclass: the rule is a static argument of jitted functions.
+
+    Pure and jit-able: `init_inner_state` is vmapped over task keys; `inner_step` runs inside
+    `lax.scan` / `fori_loop`, vmapped over tasks, and is differentiated with respect to θ
+    (`truncated_backprop`) or evaluated at perturbed θ (the ES estimators). So: JAX operations only,
+    no Python side effects, no Python branches on array values, randomness only from the keys given.
+    """
 
     base_model: BaseModel
 
     @abc.abstractmethod
     def init_theta(self, key: Array) -> Pytree:
-        """Meta-parameters θ. Must not depend on any architecture."""
+        """Meta-parameters θ: a pytree of float32 arrays ({} for a rule with nothing to learn).
+
+        Its structure, shapes and dtypes depend only on the rule's fields, never on the key or an
+        architecture: one θ drives every width and depth (networks are shared by units and layers),
+        and a saved θ is read into the layout of `init_theta(PRNGKey(0))`.
+        """
 
     @abc.abstractmethod
     def init_inner_state(self, key: Array, arch: Architecture) -> InnerState:
-        """φ_0 for a new task."""
+        """φ_0 for a new task of shape `arch`:
+        `InnerState(self.base_model.init(key, arch), rule_state, jnp.zeros((), jnp.int32))`.
+
+        Initialise the base model from `key` itself (split or fold it only for the rule's own
+        state): evaluation gives every method the same key, so the rule starts from the network
+        random init and the baselines start from. `rule_state` keeps its shapes in every step
+        (None when the rule carries nothing).
+        """
 
     @abc.abstractmethod
     def inner_step(self, theta: Pytree, state: InnerState, x: Array, key: Array) -> InnerState:
-        """φ_{t+1} from φ_t and an unlabelled batch x [B, D]."""
+        """φ_{t+1} from φ_t and an unlabelled batch x [B, D] float32.
+
+        Return `InnerState(new_params, new_rule_state, state.step + 1)` with the tree structure,
+        shapes and dtypes of `state`: the rule counts its steps (the engine never does), and a
+        schedule may read `state.step`. Read and write parameters through `self.base_model`
+        (`apply`, `layers`, `from_layers`). `key`: this step's PRNG key (a deterministic rule ignores it).
+        """
 
     def features(self, state: InnerState, x: Array) -> Array:
+        """The representation [n, F] of x [n, D] that readouts and the meta-objective see.
+        Default: the base model's top post-activation."""
         return self.base_model.features(state.params, x)
 
     def genome_mask(self, theta: Pytree) -> Pytree:
@@ -182,12 +256,22 @@ class UpdateRule(abc.ABC):
 
 
 class MetaObjective(abc.ABC):
-    """Scores features; lower is better. Differentiable in θ through φ."""
+    """Scores features; lower is better. Differentiable in θ through φ.
+
+    Made by `factory(**config.meta_objective_config)` (a frozen dataclass: a static jit argument).
+    `loss` is traced inside the inner loop after every inner step, vmapped over tasks and
+    differentiated: JAX operations only, no side effects.
+    """
 
     @abc.abstractmethod
     def loss(self, features_fn: Callable[[Array], Array], batch_a: LabeledBatch,
              batch_b: LabeledBatch) -> Array:
-        """Scalar meta-loss: fit a readout on batch_a, score it on batch_b."""
+        """Scalar float32 meta-loss: fit a readout on batch_a, score it on batch_b.
+
+        `features_fn(x)`: features [n, F] of inputs [n, D] under the current φ. Each batch holds
+        x [n, D] and y [n, C]: one-hot class labels (zero-padded to the family's `label_dim`), then
+        any regression targets.
+        """
 
 
 # ---------------------------------------------------------------- host side
@@ -212,11 +296,31 @@ class Dataset:
 
 
 class DataSource(abc.ABC):
-    """Where datasets come from (TFDS, font rendering, IDX files, ...)."""
+    """Where datasets come from (TFDS, font rendering, IDX files, ...). Host side: NumPy.
+
+    Made by `factory(**config.data_sources.<name>)`: its config fields, filled from their defaults
+    (so every field has a default; a config without that section builds `factory()`). No source is
+    chosen: `core.data.load_dataset` asks every registered source in turn, in name order, until
+    one has the dataset, and caches the result per (dataset, split) while the settings stay the same.
+    """
 
     @abc.abstractmethod
     def load(self, dataset: str, split: str) -> Dataset:
-        """The split, or raise DatasetUnavailable with a one-line how-to-get-it."""
+        """The split ("train" and "test" are what studies and task families ask for), or raise
+        DatasetUnavailable with a one-line how-to-get-it when this source does not have it: the
+        next source is then asked (raise it at once for names that are not yours).
+
+        x: [N, H, W, C] images float32 in [0, 1], [N, D] float32 features, or [N] str texts;
+        y: [N] integer labels 0..num_classes-1. A source that has the dataset but cannot read it
+        raises another UserError (or ValueError, OSError): the run stops with one line naming the
+        dataset, split and source (`core.data.BadDataset`, which also checks the arrays).
+        """
+
+    def names(self) -> tuple[str, ...]:
+        """The dataset names this source knows without looking for files: a misspelt name gets the
+        closest of every source's names, and a missing dataset's message keeps only the reasons of
+        the sources that know its name. () (the default): its names are whatever files it finds."""
+        return ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,7 +335,12 @@ class Task:
 
 
 class TaskFamily(abc.ABC):
-    """A distribution over tasks sharing input and target dimensions."""
+    """A distribution over tasks sharing input and target dimensions.
+
+    Made by `factory(**config.task_family_config)` (meta-validation builds a second one with the
+    fields of `config.validation.task_family_config` replaced). Host side: NumPy, randomness only
+    from the keys given (`numpy_rng(key)`), so a key always gives the same task and data.
+    """
 
     input_dim: int
     target_dim: int
@@ -247,7 +356,12 @@ class TaskFamily(abc.ABC):
 
     @abc.abstractmethod
     def truncation_data(self, task: Task, key: Array, num_steps: int, batch_size: int) -> TruncationData:
-        """NumPy arrays for `num_steps` inner steps of `task`, randomness from `key` only."""
+        """NumPy arrays for `num_steps` inner steps of `task`, randomness from `key` only.
+
+        unlabeled [K, B, D] float32 (B = batch_size); meta_a and meta_b: x [K, n, D] and y [K, n, C]
+        float32 (C = target_dim, the first label_dim columns one-hot labels). The trainer stacks the
+        T tasks of a group, so n may not depend on the task.
+        """
 
 
 @flax.struct.dataclass
@@ -263,8 +377,9 @@ class EstimatorState:
 class GradientEstimator(abc.ABC):
     """Turns truncated unrolls into a meta-gradient; knows nothing of the task.
 
-    Built around its `unroll` (a `core.unroll.TruncatedUnroll`: the rule, the objective and how
-    K inner steps are unrolled), as an update rule is built around its base model.
+    Made by `factory(unroll=<a core.unroll.TruncatedUnroll>, **config.gradient_estimator_config)`:
+    built around its `unroll` (the rule, the objective and how K inner steps are unrolled), as an
+    update rule is built around its base model.
     """
 
     unroll: "TruncatedUnroll"
@@ -283,6 +398,7 @@ class GradientEstimator(abc.ABC):
 class GenomeStrategy(abc.ABC):
     """An evolution strategy over a flat genome vector [d] (`core.genome`); lower fitness is better.
 
+    Made by `factory(**config.genome_strategy_config)` (`config.trainer="genome"`).
     Pure, jit-able functions of the strategy's state (a pytree, checkpointed as the trainer's
     optimiser state); randomness only from the keys given.
     """
@@ -343,7 +459,11 @@ class FeatureModel(abc.ABC):
 
 
 class EvalMethod(abc.ABC):
-    """Produces a representation from a TrainingProblem. Registered via `metaplastic_eval_methods`."""
+    """Produces a representation from a TrainingProblem. Registered via `metaplastic_eval_methods`.
+
+    Made by `factory(**fields)` from a study's `config.methods.<label>` (every field but `method`,
+    which names the factory), then `resolve(study)`. Host side; it may jit what it runs.
+    """
 
     uses_labels: ClassVar[bool] = False
 

@@ -5,10 +5,12 @@
 - `CsvWriter`: `workdir/metrics.csv`, one row per logged step, read back by `read_metrics`;
 - `TensorBoardWriter`: event files under `workdir/tensorboard`, written synchronously;
 - `WandbWriter`: a Weights & Biases run (`pip install metaplastic[wandb]`), id kept in `workdir/wandb_id`;
+- `CurvePicture`: `workdir/meta_training_curve.png`, the meta-loss so far, redrawn at most every
+  `CURVE_SECONDS` while the run trains and once when it ends;
 - `MultiWriter`: fans every call out to several writers.
 
-`MetricsWriter(workdir, resume_step)` is what the trainer uses: CSV + TensorBoard, plus W&B when the
-environment variable `METAPLASTIC_WANDB=1` is set and `wandb` is importable.
+`MetricsWriter(workdir, resume_step)` is what the trainer uses: CSV + TensorBoard + the curve picture,
+plus W&B when the environment variable `METAPLASTIC_WANDB=1` is set and `wandb` is importable.
 
 Crash safety: a run killed at any moment (SIGKILL, an OOM kill) keeps every step whose `write_scalars`
 returned: the CSV and TensorBoard writers hand each row to the operating system before returning
@@ -30,6 +32,7 @@ import pathlib
 import secrets
 import socket
 import string
+import sys
 import time
 import warnings
 from collections.abc import Iterable, Mapping
@@ -350,6 +353,61 @@ class WandbWriter(MetricWriter):
                 wandb.teardown()
 
 
+# ------------------------------------------------------------------------------------ the picture
+
+CURVE_FILE = "meta_training_curve.png"
+CURVE_SECONDS = 60.0  # a redraw costs ~0.1-0.3 s: at most once a minute, and once at the end
+
+
+class CurvePicture(MetricWriter):
+    """`workdir/meta_training_curve.png`: the meta-loss of every logged θ-step and its running mean,
+    read back from metrics.csv (so a resumed run's picture covers the whole run). Redrawn when a row
+    arrives `every` seconds after the last drawing, and at `close`; written atomically. A picture that
+    cannot be drawn or written is said once on stderr and never stops the run."""
+
+    def __init__(self, workdir: str | os.PathLike, every: float = CURVE_SECONDS):
+        self.workdir = pathlib.Path(workdir)
+        self.every = every
+        self._drawn_at = time.monotonic()
+        self._pending = False
+        self._rule = ""
+        self._broken = False
+
+    def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+        self._pending = True
+        if time.monotonic() - self._drawn_at >= self.every:
+            self.draw()
+
+    def write_hparams(self, hparams: HParams) -> None:
+        self._rule = str(hparams.get("update_rule", "") or "")
+
+    def close(self) -> None:
+        if self._pending:
+            self.draw()
+
+    def draw(self) -> None:
+        self._drawn_at, self._pending = time.monotonic(), False
+        if self._broken:
+            return
+        try:
+            with (self.workdir / "metrics.csv").open(newline="") as f:
+                rows = [row for row in csv.DictReader(f) if row.get("step", "").isdigit()]
+            if not rows:
+                return
+            from metaplastic.core.evaluation.pictures import DPI, meta_training_curve_figure
+
+            rule = f"{self._rule} " if self._rule else ""
+            figure = meta_training_curve_figure(
+                rows, f"Meta-training of {rule}({self.workdir.name}), {rows[-1]['step']} θ-steps so far")
+            image = io.BytesIO()
+            figure.savefig(image, dpi=DPI, format="png")
+            write_atomic(self.workdir / CURVE_FILE, image.getvalue())
+        except (OSError, ValueError, RuntimeError) as error:
+            self._broken = True
+            print(f"metaplastic: {self.workdir / CURVE_FILE} not drawn ({type(error).__name__}: {error}); "
+                  "the run goes on", file=sys.stderr)
+
+
 # ------------------------------------------------------------------------------------------ fan-out
 
 
@@ -383,7 +441,8 @@ class MultiWriter(MetricWriter):
 
 
 class MetricsWriter(MultiWriter):
-    """The trainer's writer: CSV + TensorBoard, + W&B when `METAPLASTIC_WANDB=1` and wandb imports.
+    """The trainer's writer: CSV + TensorBoard + the curve picture, + W&B when `METAPLASTIC_WANDB=1` and
+    wandb imports.
 
     `write(step, metrics)` is `write_scalars`; `write_hparams(config_dict)` takes the resolved
     (possibly nested) config and flattens it (`flatten_hparams`)."""
@@ -391,7 +450,8 @@ class MetricsWriter(MultiWriter):
     def __init__(self, workdir: str | os.PathLike, resume_step: int = 0):
         self.csv = CsvWriter(workdir, resume_step=resume_step)
         self.tensorboard = TensorBoardWriter(workdir, resume_step=resume_step)
-        writers: list[MetricWriter] = [self.csv, self.tensorboard]
+        self.curve = CurvePicture(workdir)  # after the CSV: it draws what the CSV holds
+        writers: list[MetricWriter] = [self.csv, self.tensorboard, self.curve]
         self.wandb: WandbWriter | None = None
         if os.environ.get(WANDB_ENV) == "1":
             if wandb_available():
@@ -407,5 +467,6 @@ class MetricsWriter(MultiWriter):
         super().write_hparams(flatten_hparams(hparams))
 
 
-__all__ = ["MetricWriter", "CsvWriter", "TensorBoardWriter", "WandbWriter", "MultiWriter", "MetricsWriter",
+__all__ = ["MetricWriter", "CsvWriter", "TensorBoardWriter", "WandbWriter", "CurvePicture", "MultiWriter",
+           "MetricsWriter",
            "flatten_hparams", "read_metrics", "wandb_available", "WANDB_ENV"]

@@ -2,7 +2,7 @@
 
     import metaplastic
     rule = metaplastic.load_rule("pretrained:genome-glyphs-v1")          # or a `metaplastic train` workdir
-    model = rule.fit(unlabelled_array, widths=(256, 256, 32), steps=1000)
+    model = rule.fit(unlabelled_array, widths=(256, 256, 32))    # steps: rule.recommended_steps
     features = model.features(unlabelled_array)
 
 `fit` reads data as training does (integer pixels scaled by 1/255, examples flattened) and checks every
@@ -13,13 +13,17 @@ statistics need a base model with `statistics(params, x)` and `apply(params, x, 
 without them whose features depend on the batch, features use batch statistics, with a warning.
 
 A rule on disk is a directory with `rule.json` (the rule's and base model's registry names and fields,
-`format_version`, the package version, `theta_sha256` and the `input_spec` it was meta-trained on) and
-`theta.npz` (the flattened meta-parameters). `theta_sha256` is the sha256 over θ's leaf names in sorted
-order, each followed by its array's byte count and bytes (C order, little-endian). A rule.json without
-the format fields (older exports) loads unchecked. A meta-training workdir is read through its
-`config.json` and latest Orbax checkpoint.
+`format_version`, the package version, `theta_sha256`, the `input_spec` it was meta-trained on, the
+distribution providing each component, `update_rule_package` and `base_model_package` ({"name",
+"version"}), and optionally `recommended_steps`, the inner-step default of `fit`, `run` and `apply_rule`)
+and `theta.npz` (the flattened meta-parameters). `theta_sha256` is the sha256 over θ's leaf names in
+sorted order, each followed by its array's byte count and bytes (C order, little-endian). A rule.json
+without these fields (older exports) loads unchecked, with DEFAULT_STEPS as its step default. A rule whose
+update rule or base model is not registered here, but whose rule.json names the package providing it, is
+refused in one line saying what to install. A meta-training workdir is read through its `config.json`
+and latest Orbax checkpoint.
 
-The module is ~460 lines because saving, loading, checking and fitting a rule share one file format
+The module is ~620 lines because saving, loading, checking and fitting a rule share one file format
 and one set of one-line errors; split, each part would repeat them.
 """
 
@@ -28,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import importlib.metadata
 import inspect
 import json
 import os
@@ -54,6 +59,8 @@ REQUIRED_KEYS = ("update_rule", "update_rule_config", "base_model", "base_model_
 STATISTICS_ROWS = 10_000  # rows of the fitted data the population statistics are computed from
 FEATURE_CHUNK = 1024      # population-statistics features: fixed-size (padded) chunks, one compilation
 STATISTICS = ("population", "batch")
+DEFAULT_STEPS = 1000      # inner steps of fit/run/apply_rule for a rule whose rule.json has no recommended_steps
+PACKAGE_KEYS = {"update_rule": "update_rule_package", "base_model": "base_model_package"}
 
 
 class RuleError(UserError, ValueError):
@@ -210,29 +217,54 @@ def _fit(rule, theta, state, data, key, steps, batch_size):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class LearnedRule:
-    """An update rule with its meta-parameters θ."""
+    """An update rule with its meta-parameters θ, as `load_rule` returns it.
+
+    `fit(x, widths=...)` trains a fresh base model on unlabelled data and returns a `FittedModel`
+    (`.features(x)`); `run` returns the inner state only; `metaplastic.apply_rule` drives your own Flax
+    MLP. Their `steps` default is `recommended_steps`. `description` is the rule.json (or the
+    workdir's config); `source` is what it was loaded from.
+    """
 
     rule: UpdateRule
     theta: Pytree
     description: dict = dataclasses.field(default_factory=dict)
+    source: str = ""
 
     @property
     def name(self) -> str:
         return self.description.get("update_rule") or type(self.rule).__name__
+
+    @property
+    def recommended_steps(self) -> int:
+        """Inner steps its rule.json recommends (the model card's advice), else DEFAULT_STEPS (1,000)."""
+        return self.description.get("recommended_steps") or DEFAULT_STEPS
+
+    def __repr__(self) -> str:
+        size = sum(int(np.size(leaf)) for leaf in jax.tree.leaves(self.theta))
+        package = self.description.get(PACKAGE_KEYS["update_rule"])
+        origin = (f" from {package['name']} {package.get('version') or ''}".rstrip()
+                  if isinstance(package, dict) and package.get("name") else "")
+        model = self.description.get("base_model") or type(self.rule.base_model).__name__
+        steps = self.description.get("recommended_steps")
+        advice = f"recommended steps {steps}" if steps else f"steps default {DEFAULT_STEPS} (none recommended)"
+        source = f"{self.source}: " if self.source else ""
+        return (f"<LearnedRule {source}update rule {self.name}{origin} on {model}, "
+                f"θ {size:,} values, {advice}>")
 
     def init(self, input_dim: int, widths: tuple[int, ...], seed: int = 0) -> InnerState:
         input_dim = _integer("input_dim", input_dim, 1)
         return self.rule.init_inner_state(jax.random.PRNGKey(_integer("seed", seed, 0)),
                                           Architecture(input_dim, _widths(widths)))
 
-    def run(self, x, steps: int = 1000, batch_size: int = 128, seed: int = 0,
+    def run(self, x, steps: int | None = None, batch_size: int = 128, seed: int = 0,
             state: InnerState | None = None, widths=(128, 128, 32)) -> InnerState:
-        """φ after `steps` inner steps on batches of unlabelled `x`, from `state` or a fresh model of `widths`."""
+        """φ after `steps` inner steps (default `recommended_steps`) on batches of unlabelled `x`, from
+        `state` or a fresh model of `widths`."""
         return self._run(prepare_data(x, input_spec=self.description.get("input_spec")), steps, batch_size,
                          seed, state, widths)
 
     def _run(self, data, steps, batch_size, seed, state, widths) -> InnerState:
-        steps = _integer("steps", steps, 0)
+        steps = _integer("steps", self.recommended_steps if steps is None else steps, 0)
         batch_size = _integer("batch_size", batch_size, 1, len(data), " (at most the number of examples)")
         seed = _integer("seed", seed, 0)
         bad = _non_finite(self.theta)
@@ -248,11 +280,13 @@ class LearnedRule:
         key = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
         return _fit(self.rule, self.theta, state, jnp.asarray(data), key, steps, batch_size)
 
-    def fit(self, x, widths=(128, 128, 32), steps: int = 1000, batch_size: int = 128, seed: int = 0,
+    def fit(self, x, widths=(128, 128, 32), steps: int | None = None, batch_size: int = 128, seed: int = 0,
             state: InnerState | None = None) -> FittedModel:
-        """Train a fresh base model (or continue `state`) on unlabelled `x` for `steps` inner steps.
+        """Train a fresh base model (or continue `state`) on unlabelled `x` [N, ...] for `steps` inner steps.
 
-        Integer pixels are scaled by 1/255; `widths` is ignored when continuing `state`.
+        x: examples as training read them, flattened to [N, D]: floats in [0, 1] (pixels) or integer
+        pixels 0-255 (scaled by 1/255). widths: units per layer, the top (feature) layer last; ignored
+        when continuing `state`. steps: default `recommended_steps` (from rule.json, else 1,000).
         """
         data = prepare_data(x, input_spec=self.description.get("input_spec"))
         state = self._run(data, steps, batch_size, seed, state, widths)
@@ -280,22 +314,107 @@ def _package_version() -> str:
     return __version__
 
 
-def save_rule(directory: str | pathlib.Path, config: dict, theta: Pytree, extra: dict | None = None) -> None:
-    """Write `rule.json` + `theta.npz` for the rule described by a resolved config dict (atomically).
+def component_package(kind: str, name: str) -> dict | None:
+    """{"name", "version"} of the distribution providing the registered component `name` of `kind`
+    (None when it is not registered or not from an installed distribution, e.g. a test's plugin)."""
+    from metaplastic.registries import ComponentError, get_registry
+    from metaplastic.registries.registry import BUILTIN_ORIGIN
 
-    rule.json also gets format_version, metaplastic_version, theta_sha256 and input_spec (default
-    INPUT_SPEC; `extra` may give another).
+    try:
+        origin = get_registry().entry(kind, name).origin
+    except ComponentError:
+        return None
+    if origin == BUILTIN_ORIGIN:
+        return {"name": "metaplastic", "version": _package_version()}
+    version = _installed_version(origin)
+    return None if version is None else {"name": origin, "version": version}
+
+
+def _installed_version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return None
+
+
+def save_rule(directory: str | os.PathLike, rule: LearnedRule | dict, theta: Pytree | None = None,
+              extra: dict | None = None, *, recommended_steps: int | None = None) -> pathlib.Path:
+    """Save a learned rule as a rule folder that `load_rule` reads; returns the folder.
+
+    The one writer of rule folders (`metaplastic export` and validation's `best/` use it): `theta.npz`
+    (θ's leaves by path) and `rule.json`, each written atomically.
+
+    rule: a `LearnedRule` (e.g. from `load_rule`), or the resolved config (a dict) of a meta-training
+        run: it names update_rule, update_rule_config, base_model and base_model_config.
+    theta: the meta-parameters to save; default the LearnedRule's own (required with a config).
+    recommended_steps: the inner steps `fit`, `run` and `apply_rule` default to for this rule (the
+        advice of its model card); default the LearnedRule's, else none is recorded (1,000 then).
+    extra: more rule.json fields (provenance: meta_training_steps, validation, ...).
+
+    rule.json also records format_version, metaplastic_version, theta_sha256, input_spec (the
+    LearnedRule's, else pixels in [0, 1], flattened) and the distribution and version providing the
+    update rule and the base model (`update_rule_package`, `base_model_package`): loading the folder
+    where that package is missing says in one line what to `pip install`.
     """
-    directory = pathlib.Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    description = {key: config[key] for key in REQUIRED_KEYS}
+    if isinstance(rule, ml_collections.ConfigDict):
+        rule = rule.to_dict()
+    if isinstance(rule, LearnedRule):
+        missing = [key for key in REQUIRED_KEYS if key not in rule.description]
+        if missing:
+            raise RuleError(f"rule: its description lacks {', '.join(missing)} (a rule from load_rule has "
+                            "them; or pass the meta-training config as a dict)")
+        description = {key: rule.description[key] for key in REQUIRED_KEYS}
+        for key in ("input_spec", "recommended_steps"):
+            if rule.description.get(key) is not None:
+                description[key] = rule.description[key]
+        theta = rule.theta if theta is None else theta
+        _check_theta_fits(rule, theta)
+    elif isinstance(rule, dict) and theta is not None:
+        missing = [key for key in REQUIRED_KEYS if key not in rule]
+        if missing:
+            raise RuleError(f"config: missing {', '.join(missing)}")
+        description = {key: rule[key] for key in REQUIRED_KEYS}
+    else:
+        raise RuleError(f"rule: expected a LearnedRule, or a meta-training config (dict) with theta, "
+                        f"got {type(rule).__name__}" + ("" if theta is not None else " without theta"))
+    if recommended_steps is not None:
+        if isinstance(recommended_steps, bool) or not isinstance(recommended_steps, (int, np.integer)) \
+                or recommended_steps < 1:
+            raise RuleError(f"recommended_steps: expected an integer ≥ 1, got {recommended_steps!r}")
+        description["recommended_steps"] = int(recommended_steps)
     description.update(extra or {})
     arrays = theta_arrays(theta)
+    bad = _non_finite(arrays)
+    if bad:
+        raise RuleError(f"θ of rule '{description['update_rule']}': non-finite ({bad} values); not saved")
     description.setdefault("input_spec", dict(INPUT_SPEC))
+    for kind, key in PACKAGE_KEYS.items():
+        package = component_package(kind, description[kind])
+        if package is not None:
+            description[key] = package
     description.update(format_version=FORMAT_VERSION, metaplastic_version=_package_version(),
                        theta_sha256=theta_sha256(arrays))
+    directory = pathlib.Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
     save_npz_atomic(directory / "theta.npz", arrays)
     write_atomic(directory / "rule.json", json.dumps(description, indent=2).encode())
+    return directory
+
+
+def _check_theta_fits(learned: LearnedRule, theta: Pytree) -> None:
+    """θ has the tree and leaf shapes of the rule's own θ, or a one-line RuleError."""
+    template = learned.rule.init_theta(jax.random.PRNGKey(0))
+    given = jax.tree_util.tree_flatten_with_path(theta)[0]
+    expected = {jax.tree_util.keystr(path): np.shape(leaf) for path, leaf in
+                jax.tree_util.tree_flatten_with_path(template)[0]}
+    found = {jax.tree_util.keystr(path): np.shape(leaf) for path, leaf in given}
+    for name, shape in expected.items():
+        if found.get(name) != shape:
+            what = "missing" if name not in found else f"of shape {found[name]}"
+            raise RuleError(f"theta: entry {name} {what}; rule '{learned.name}' needs shape {shape}")
+    extra = sorted(set(found) - set(expected))
+    if extra:
+        raise RuleError(f"theta: entry {extra[0]} is not part of rule '{learned.name}'")
 
 
 def _first_line(error: BaseException) -> str:
@@ -325,12 +444,44 @@ def _read_description(path: pathlib.Path) -> dict:
         if version > FORMAT_VERSION:
             raise RuleError(f"{path}: format_version {version} is newer than this metaplastic "
                              f"({_package_version()}) reads ({FORMAT_VERSION}); upgrade metaplastic")
+    steps = description.get("recommended_steps")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise RuleError(f"{path}: recommended_steps must be an integer ≥ 1, got {steps!r}")
+    for key in PACKAGE_KEYS.values():
+        package = description.get(key)
+        if package is not None and not (isinstance(package, dict) and isinstance(package.get("name"), str)
+                                        and package["name"] and isinstance(package.get("version", ""), str)):
+            raise RuleError(f"{path}: {key} must be a JSON object with a name and a version, got {package!r}")
     return description
+
+
+def _refuse_missing_components(directory: pathlib.Path, description: dict) -> None:
+    """A component that is not registered here but whose providing package rule.json names: one line
+    saying what to install (without the record, the registry's 'unknown ...' error follows)."""
+    from metaplastic.registries import get_registry
+
+    registry = get_registry()
+    for kind, key in PACKAGE_KEYS.items():
+        package, name = description.get(key), description[kind]
+        if package is None or name in registry.candidates[kind]:
+            continue
+        distribution, version = package["name"], package.get("version")
+        here = _installed_version(distribution)
+        if here is not None and here == version:
+            continue  # the package is here and has no such component: the registry's error says so
+        if here is None or not version:
+            saved, command = (f" (version {version})" if version else ""), f"pip install {distribution}"
+        else:
+            saved = f" (version {version}; {here} is installed here and does not provide it)"
+            command = f"pip install '{distribution}=={version}'"
+        raise RuleError(f"rule {directory} needs {kind.replace('_', ' ')} '{name}' from package "
+                        f"'{distribution}'{saved}: {command}")
 
 
 def _load_directory(directory: pathlib.Path) -> LearnedRule:
     json_path, npz_path = directory / "rule.json", directory / "theta.npz"
     description = _read_description(json_path)
+    _refuse_missing_components(directory, description)
     try:
         rule = _rule_components(description["update_rule"], description["update_rule_config"],
                                 description["base_model"], description["base_model_config"])
@@ -360,7 +511,7 @@ def _load_directory(directory: pathlib.Path) -> LearnedRule:
     bad = _non_finite(theta)
     if bad:
         raise RuleError(f"{npz_path}: θ of rule '{description['update_rule']}': non-finite ({bad} values)")
-    return LearnedRule(rule, theta, description)
+    return LearnedRule(rule, theta, description, str(directory))
 
 
 # ---------------------------------------------------------------- meta-training workdirs
@@ -386,6 +537,9 @@ def checkpoint_steps(workdir: str | os.PathLike) -> list[int]:
 
 def workdir_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict:
     path = pathlib.Path(workdir) / "config.json"
+    if not pathlib.Path(workdir).expanduser().exists():
+        raise EvaluationError(f"rule checkpoint '{workdir}': does not exist (expected a `metaplastic train` "
+                              "workdir, a rule folder or pretrained:NAME)")
     if not path.is_file():
         raise EvaluationError(f"rule checkpoint '{workdir}': no config.json (expected a `metaplastic train` workdir)")
     return ml_collections.ConfigDict(json.loads(path.read_text()))
@@ -448,21 +602,32 @@ def load_rule_from_workdir(workdir: str | os.PathLike, step: int | None = None,
 def _load_workdir(workdir: pathlib.Path) -> LearnedRule:
     config = workdir_config(workdir)
     rule, theta = load_rule_from_workdir(workdir)
-    return LearnedRule(rule, theta, {**config.to_dict(), "step": checkpoint_steps(workdir)[-1]})
+    return LearnedRule(rule, theta, {**config.to_dict(), "step": checkpoint_steps(workdir)[-1]}, str(workdir))
 
 
-def load_rule(source: str | pathlib.Path) -> LearnedRule:
-    """A shipped rule (`pretrained:NAME`), a saved rule directory, or a meta-training workdir."""
+def load_rule(source: str | os.PathLike) -> LearnedRule:
+    """Load a learned rule: a shipped one (`"pretrained:genome-glyphs-v1"`; `metaplastic plugins` lists
+    them), a rule folder (rule.json + theta.npz, from `save_rule` or `metaplastic export`), or a
+    `metaplastic train` workdir (its latest intact checkpoint).
+
+    Returns a `LearnedRule`: `.fit(x, widths=...)` trains a fresh base model, `metaplastic.apply_rule`
+    your own Flax MLP; `.recommended_steps` is their inner-step default. A wrong source, a damaged
+    file or a component that is not installed is a one-line error (a `UserError`).
+    """
     text = str(source)
     if text.startswith(PRETRAINED_PREFIX):
         from metaplastic.registries import get_registry
 
-        return get_registry().get("pretrained_rule", text[len(PRETRAINED_PREFIX):])()
+        learned = get_registry().get("pretrained_rule", text[len(PRETRAINED_PREFIX):])()
+        return dataclasses.replace(learned, source=text) if isinstance(learned, LearnedRule) else learned
     path = pathlib.Path(text)
     if (path / "rule.json").exists():
         return _load_directory(path)
     if (path / "config.json").exists():
         return _load_workdir(path)
+    if not path.expanduser().exists():
+        raise RuleError(f"rule '{text}': does not exist (expected pretrained:NAME, a saved rule directory or "
+                        "a meta-training workdir)")
     raise RuleError(f"rule '{text}': not a pretrained name (pretrained:NAME), a saved rule directory "
                      "(rule.json + theta.npz) or a meta-training workdir (config.json + checkpoints/)")
 

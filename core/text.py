@@ -9,11 +9,9 @@ first). Features per document: `counts`, `binary` presence, or `log_counts` = lo
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
-from metaplastic.core.data import BadDataset, load_dataset
+from metaplastic.core.data import BadDataset, dataset_cache, load_dataset
 
 MODES = ("counts", "binary", "log_counts")
 
@@ -30,7 +28,7 @@ def _texts(dataset: str, split: str):
     return data
 
 
-@functools.lru_cache(maxsize=4)
+@dataset_cache(maxsize=4)
 def word_counts(dataset: str, split: str, stop_words: str):
     """(CSR counts [N, all words] float32, words): one tokenisation per split."""
     from sklearn.feature_extraction.text import CountVectorizer
@@ -44,7 +42,7 @@ def word_counts(dataset: str, split: str, stop_words: str):
     return counts, vectorizer.get_feature_names_out()
 
 
-@functools.lru_cache(maxsize=8)
+@dataset_cache(maxsize=8)
 def vocabulary(dataset: str, vocab_split: str, vocab_size: int, stop_words: str) -> tuple[str, ...]:
     """The vocab_size most frequent words of the split (ties broken alphabetically)."""
     counts, words = word_counts(dataset, vocab_split, stop_words)
@@ -53,7 +51,7 @@ def vocabulary(dataset: str, vocab_split: str, vocab_size: int, stop_words: str)
     return tuple(str(w) for w in words[order])
 
 
-@functools.lru_cache(maxsize=8)
+@dataset_cache(maxsize=8)
 def bag_of_words(dataset: str, split: str, vocab_split: str, vocab_size: int, stop_words: str, mode: str):
     """(x CSR [N, V] float32, y [N] int32, num_classes): the vocabulary's columns of the split's counts."""
     import scipy.sparse

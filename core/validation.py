@@ -87,6 +87,21 @@ def draw_fixed_tasks(rule: UpdateRule, family, arch, num_tasks: int, points: tup
     return with_states(rule, arch, tasks, key)
 
 
+@functools.partial(jax.jit, static_argnames=("rule", "objective"))
+def _untrained_losses(rule: UpdateRule, objective: MetaObjective, states, meta_a, meta_b) -> jax.Array:
+    """[N, P] meta-losses of N fixed tasks' untrained networks φ_0 (no inner step) on the same meta-batches."""
+    def one(state, batch_a, batch_b):
+        features = functools.partial(rule.features, state)
+        return jax.vmap(lambda a, b: objective.loss(features, a, b))(batch_a, batch_b)
+    return jax.vmap(one)(states, meta_a, meta_b)
+
+
+def score_untrained(rule: UpdateRule, objective: MetaObjective, tasks: list[FixedTasks]) -> np.ndarray:
+    """[P] mean meta-loss of the tasks' random-init networks: the score a rule must beat to have learned."""
+    losses = [_untrained_losses(rule, objective, t.states, t.meta_a, t.meta_b) for t in tasks]
+    return np.mean([np.mean(np.asarray(loss), axis=0) for loss in losses], axis=0)
+
+
 def score_tasks(rule: UpdateRule, objective: MetaObjective, points: tuple[int, ...], theta,
                 tasks: list[FixedTasks]) -> np.ndarray:
     """[P] mean meta-loss at each point over every architecture's tasks."""
@@ -145,6 +160,10 @@ class Validator:
         scores["validation_loss"] = float(np.mean(losses))
         return scores
 
+    def score_random_init(self) -> float:
+        """The validation score of the untrained networks (same tasks, same meta-batches, no inner step)."""
+        return float(np.mean(score_untrained(self.rule, self.objective, self.tasks)))
+
     def observe(self, step: int, theta) -> dict[str, float]:
         """Score θ at `step`; keep it in `<workdir>/best/` if it is the best so far. Returns the scores."""
         from metaplastic.core.rules import save_rule
@@ -166,3 +185,14 @@ class Validator:
         """`validation.patience` θ-steps after the first score without beating it (0: never)."""
         return (self.patience > 0 and self.first_step >= 0 and step - self.first_step >= self.patience
                 and not self.best_loss < self.first_loss)
+
+
+def held_out_summary(validation: dict) -> str:
+    """One line comparing the best-validated θ with its start and with random init (`train`'s summary)."""
+    best, start, untrained = validation["best"], validation["start"], validation["random_init"]
+    verdict = ("better than its start and than random init" if best < start and best < untrained
+               else "better than its start only" if best < start
+               else "not better than its start")
+    return (f"held-out validation meta-loss (lower is better; {validation['points']} inner steps): "
+            f"best θ {best:.4f} (step {validation['best_step']}), its start {start:.4f} "
+            f"(step {validation['start_step']}), random init {untrained:.4f}: {verdict}")

@@ -66,7 +66,8 @@ def metaplastic_genome_strategies():
 
 @_spec(training=False)
 def metaplastic_data_sources():
-    """Return {name: factory} of `DataSource`s."""
+    """Return {name: factory} of `DataSource`s; each is built with its `config.data_sources.<name>`
+    fields (its defaults when the config has no such section) and asked for datasets in name order."""
 
 
 @_spec(training=False)

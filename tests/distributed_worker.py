@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--out", required=True)
     args, overrides = parser.parse_known_args()
-    config = config_lib.resolve(config_lib.load_config_file("experiments/train/quickstart.py:tiny"),
+    config = config_lib.resolve(config_lib.load_config_file("experiments/train/digits.py:tiny"),
                                 config_lib.parse_overrides(overrides))
     trainer = MetaTrainer(config, args.workdir)
     first_step, initial = trainer.step, jax.device_get(trainer.theta)

@@ -281,3 +281,14 @@ def test_metz2019_draws_its_backward_weights_at_the_user_kernels_scale():
     on_placeholder = rule.init_inner_state(jax.random.PRNGKey(0), arch)  # mlp_bn: weight_std 0.01
     for v, w in zip(on_user.rule_state["backward_w"], on_placeholder.rule_state["backward_w"], strict=True):
         np.testing.assert_allclose(v, w * (rms / 0.01), rtol=1e-5)
+
+
+def test_steps_default_to_the_rules_recommended_steps():
+    module = UserMLP()
+    params = module.init(jax.random.PRNGKey(1), X[:2])["params"]
+    rule = learned_rule("simple_local")
+    recommended = dataclasses.replace(rule, description=rule.description | {"recommended_steps": 2})
+    default = metaplastic.apply_rule(recommended, module, params, X[:64], batch_size=8)
+    for steps, same in ((2, True), (1, False)):
+        given = metaplastic.apply_rule(rule, module, params, X[:64], steps=steps, batch_size=8)
+        assert np.array_equal(default["Dense_0"]["kernel"], given["Dense_0"]["kernel"]) is same, steps

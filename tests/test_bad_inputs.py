@@ -25,7 +25,7 @@ from metaplastic import cli
 from metaplastic.core import config as config_lib
 from metaplastic.core.errors import UserError
 
-TINY = "experiments/train/quickstart.py:tiny"
+TINY = "experiments/train/digits.py:tiny"
 NEW = "{tmp}/new"  # a workdir the row would create
 
 
@@ -69,8 +69,8 @@ ROWS = {
     "override without a value": (train("--config.num_steps"), "config.num_steps: no value given"),
     "unknown field": (train("--config.num_stepz=3"), "unknown config field 'config.num_stepz'"),
     # config files
-    "unknown variant": (train(config="experiments/train/quickstart.py:nope"),
-                        "experiments/train/quickstart.py: unknown variant 'nope' (known: tiny)"),
+    "unknown variant": (train(config="experiments/train/digits.py:nope"),
+                        "experiments/train/digits.py: unknown variant 'nope' (known: tiny)"),
     "missing config file": (train(config="{tmp}/nowhere.py"), "config file '{tmp}/nowhere.py' not found"),
     "syntax error in config": (train(config="{tmp}/syntax.py"), "config file '{tmp}/syntax.py' line 4: syntax error"),
     "get_config raises": (train(config="{tmp}/raises.py"),

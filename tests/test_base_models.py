@@ -79,7 +79,7 @@ RULES = {"simple_local": ["--config.update_rule_config.hidden=4"],
 def test_every_rule_trains_and_evaluates_on_a_second_base_model(rule, with_second_model, tmp_path):
     overrides = ["--config.base_model=offset_free_mlp", f"--config.update_rule={rule}", "--config.num_steps=2",
                  *RULES[rule]]
-    config = config_lib.resolve(config_lib.load_config_file("experiments/train/quickstart.py:tiny"),
+    config = config_lib.resolve(config_lib.load_config_file("experiments/train/digits.py:tiny"),
                                 config_lib.parse_overrides(overrides))
     trainer = MetaTrainer(config, tmp_path / "train")
     arch = Architecture(64, (16, 8))

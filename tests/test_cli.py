@@ -17,7 +17,7 @@ import metaplastic
 from metaplastic import cli
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-TINY = "experiments/train/quickstart.py:tiny"
+TINY = "experiments/train/digits.py:tiny"
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:

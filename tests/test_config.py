@@ -8,7 +8,7 @@ from metaplastic.core.config import ConfigError
 
 
 def quickstart(*overrides):
-    base = config_lib.load_config_file("experiments/train/quickstart.py:tiny")
+    base = config_lib.load_config_file("experiments/train/digits.py:tiny")
     return config_lib.resolve(base, config_lib.parse_overrides(list(overrides)))
 
 
@@ -39,7 +39,7 @@ def test_bad_overrides_are_one_line_errors(override, message):
 
 
 def test_unknown_field_in_component_section_of_file():
-    base = config_lib.load_config_file("experiments/train/quickstart.py:tiny")
+    base = config_lib.load_config_file("experiments/train/digits.py:tiny")
     base.update_rule_config.hidden_units = 3
     with pytest.raises(ConfigError, match=r"config.update_rule_config.hidden_units: not a field of "
                                           r"update_rule 'simple_local'.*did you mean 'hidden'"):
@@ -60,7 +60,7 @@ def test_missing_config_file():
 
 def test_cli_reports_config_error_in_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "metaplastic", "train", "--config",
-                             "experiments/train/quickstart.py:tiny", "--workdir", str(tmp_path),
+                             "experiments/train/digits.py:tiny", "--workdir", str(tmp_path),
                              "--config.tasks_per_stepp=2"], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip() == ("metaplastic: error: unknown config field 'config.tasks_per_stepp'; "

@@ -108,7 +108,7 @@ def test_good_images_features_and_texts_pass_unchanged(tmp_path, capsys):
 def test_the_command_line_shows_a_bad_dataset_in_one_line(tmp_path, capsys):
     path = str(tmp_path / "nan.npz")
     np.savez(path, **with_non_finite())
-    code = cli.main(["train", "--config", "experiments/train/quickstart.py:tiny", "--workdir",
+    code = cli.main(["train", "--config", "experiments/train/digits.py:tiny", "--workdir",
                      str(tmp_path / "run"), f"--config.task_family_config.datasets=('{path}',)"])
     lines = capsys.readouterr().err.splitlines()
     assert code == 2
@@ -149,7 +149,7 @@ def test_a_workdir_rule_falls_back_to_the_newest_intact_checkpoint(tmp_path, cap
     from metaplastic.core.rules import load_rule, load_rule_from_workdir
     from metaplastic.core.trainer import MetaTrainer
 
-    config = config_lib.resolve(config_lib.load_config_file("experiments/train/quickstart.py:tiny"),
+    config = config_lib.resolve(config_lib.load_config_file("experiments/train/digits.py:tiny"),
                                 [("num_steps", "4")])
     MetaTrainer(config, tmp_path).run(progress=False)  # checkpoints at 2 and 4
     checkpointer = Checkpointer(tmp_path / "checkpoints")

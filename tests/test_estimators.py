@@ -261,7 +261,7 @@ def test_pes_state_keeps_tasks_on_the_leading_axis(problem):
 
 
 def _config(*overrides):
-    base = config_lib.load_config_file("experiments/train/quickstart.py:tiny")
+    base = config_lib.load_config_file("experiments/train/digits.py:tiny")
     return config_lib.resolve(base, config_lib.parse_overrides(list(overrides)))
 
 

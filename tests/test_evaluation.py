@@ -282,6 +282,40 @@ def test_interrupted_study_resumes_without_redoing_finished_cells(tmp_path, test
     assert test_plugins.calls == 0 and again["summary"] == uninterrupted["summary"]
 
 
+def test_shards_share_the_cell_cache_and_the_whole_run_reports_the_same(tmp_path, test_plugins):
+    whole = evaluation.run_study(tiny_study(seeds=3, primary_method="flaky", steps=(1, 2),
+                                            methods=dict(flaky=dict(method="flaky"),
+                                                         raw_input=dict(method="raw_input"))),
+                                 tmp_path / "whole", progress=False)
+    test_plugins.calls = 0
+    for shard in (dict(only_seeds=(0, 2)), dict(only_seeds=(1,), only_methods=("flaky",)),
+                  dict(only_seeds=(1,), only_datasets=("digits_5_9",), only_methods=("raw_input",))):
+        study = tiny_study(seeds=3, primary_method="flaky", steps=(1, 2), **shard,
+                           methods=dict(flaky=dict(method="flaky"), raw_input=dict(method="raw_input")))
+        result = evaluation.run_study(study, tmp_path / "sharded", progress=False)
+        assert result["shard"] and not (tmp_path / "sharded" / "report.md").exists()
+    assert test_plugins.calls == 3  # each seed of the rule trained once, in its shard
+    assert len({r["seed"] for r in result["cells"]}) == 1 and {r["method"] for r in result["cells"]} == {"raw_input"}
+    test_plugins.calls = 0
+    merged = evaluation.run_study(tiny_study(seeds=3, primary_method="flaky", steps=(1, 2),
+                                             methods=dict(flaky=dict(method="flaky"),
+                                                          raw_input=dict(method="raw_input"))),
+                                  tmp_path / "sharded", progress=False)
+    assert test_plugins.calls == 0 and merged["summary"] == whole["summary"]
+    assert (tmp_path / "sharded" / "report.md").exists()
+
+
+@pytest.mark.parametrize("shard, message", [
+    (dict(only_seeds=(3,)), "config.only_seeds: [3] not among the study's seed indices 0-2"),
+    (dict(only_datasets=("mnist",)), "config.only_datasets: ['mnist'] not in config.datasets (digits_5_9)"),
+    (dict(only_methods=("vae",)), "config.only_methods: ['vae'] not in config.methods"),
+])
+def test_a_shard_outside_the_study_is_one_line(shard, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")
+                       .replace(")", r"\)")):
+        tiny_study(seeds=3, **shard)
+
+
 def write_tiny_reviews(folder: pathlib.Path) -> None:
     """A small text corpus in the `npz` source's layout, named like TFDS's IMDB reviews."""
     rng = np.random.default_rng(0)
@@ -475,7 +509,8 @@ def test_optional_missing_dataset_is_skipped_and_reported(tmp_path):
 @pytest.mark.parametrize("study", ["datasets", "text"])
 def test_release_variants_compare_the_shipped_rules_on_held_out_data_only(study):
     resolved = evaluation.resolve_study(load_config_file(str(EXPERIMENTS / "eval" / f"{study}.py") + ":release"))
-    assert resolved.rule_checkpoint == "pretrained:metz2019-glyphs-v1" and resolved.seeds == 5
+    assert resolved.rule_checkpoint == "pretrained:genome-glyphs-v1" and resolved.seeds == 5
+    assert resolved.methods["hebbian"]["rule"] == "hebbian"  # the recommended rule's hand-designed start
     assert resolved.methods["glyphs_v2"]["checkpoint"] == "pretrained:glyphs-v2"
     assert tuple(resolved.shots) == (10,) and resolved.main_shots == 10
     assert not any("train" in label for label in resolved.datasets)  # no training distribution in the table

@@ -29,7 +29,7 @@ NUM_STEPS = 12
 
 
 def train_command(workdir: pathlib.Path) -> list[str]:
-    return [sys.executable, "-m", "metaplastic.cli", "train", "--config", "experiments/train/quickstart.py:tiny",
+    return [sys.executable, "-m", "metaplastic.cli", "train", "--config", "experiments/train/digits.py:tiny",
             "--workdir", str(workdir), "--no-progress", f"--config.num_steps={NUM_STEPS}",
             "--config.checkpoint_every=2"]
 

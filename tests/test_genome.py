@@ -112,7 +112,7 @@ def test_genome_view_round_trip_and_names():
 
 
 def _tasks(points, num_tasks=2):
-    config = config_lib.resolve(config_lib.load_config_file("experiments/train/quickstart.py:tiny"))
+    config = config_lib.resolve(config_lib.load_config_file("experiments/train/digits.py:tiny"))
     family = config_lib.build_components(config).family
     arch = Architecture(family.input_dim, (16, 8))
     return draw_fixed_tasks(PRIOR_NO_NETS, family, arch, num_tasks, points, 16, jax.random.PRNGKey(5))
@@ -177,7 +177,7 @@ TINY_GENOME = [("trainer", "genome"), ("update_rule", "metz2019"), ("update_rule
 def _train(workdir, extra=()):
     from metaplastic.core.genome import train
 
-    config = config_lib.resolve(config_lib.load_config_file("experiments/train/quickstart.py:tiny"),
+    config = config_lib.resolve(config_lib.load_config_file("experiments/train/digits.py:tiny"),
                                 TINY_GENOME + list(extra))
     return train(config, workdir, progress=False)
 
@@ -237,7 +237,7 @@ def test_best_validated_theta_is_the_one_kept_and_exported(genome_run, tmp_path)
     # the kept θ scores what was recorded on the same validation tasks
     from metaplastic.core.validation import Validator
 
-    config = config_lib.resolve(config_lib.load_config_file("experiments/train/quickstart.py:tiny"), TINY_GENOME)
+    config = config_lib.resolve(config_lib.load_config_file("experiments/train/digits.py:tiny"), TINY_GENOME)
     components = config_lib.build_components(config)
     scores = Validator(config, components.rule, components.objective, tmp_path / "fresh").score(exported.theta)
     assert scores["validation_loss"] == pytest.approx(record["validation_loss"], rel=1e-5)
@@ -249,7 +249,7 @@ def test_patience_stops_a_run_that_does_not_beat_its_first_score(tmp_path, capsy
     overrides = [(k, v) for k, v in TINY_GENOME if k not in ("trainer",)] + [
         ("update_rule_config.nets", "True"), ("optimizer.learning_rate", "0.0"), ("num_steps", "20"),
         ("validation.every", "1"), ("validation.patience", "3")]
-    config = config_lib.resolve(config_lib.load_config_file("experiments/train/quickstart.py:tiny"), overrides)
+    config = config_lib.resolve(config_lib.load_config_file("experiments/train/digits.py:tiny"), overrides)
     summary = train(config, tmp_path / "run", progress=False)
     assert summary["steps"] == 3
     assert "validation has not beaten its first score" in capsys.readouterr().out

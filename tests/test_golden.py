@@ -51,13 +51,13 @@ def test_a_real_change_is_caught_and_a_last_bit_one_is_not():
             assert_same(changed, golden)
 
 
-def test_quickstart_tiny_first_20_meta_losses(tmp_path):
+def test_digits_tiny_first_20_meta_losses(tmp_path):
     code = cli.main(["train", "--config", str(EXPERIMENTS / "train" / "quickstart.py") + ":tiny", "--workdir",
                      str(tmp_path), "--no-progress", "--config.num_steps=20"])
     assert code == 0
     losses = [row["meta_loss"] for row in read_metrics(tmp_path)]
     assert len(losses) == 20
-    check("quickstart_tiny_meta_losses.json", losses)
+    check("digits_tiny_meta_losses.json", losses)
 
 
 def test_glyphs_v2_ridge_accuracies_in_quick_datasets_study(tmp_path):

@@ -345,15 +345,54 @@ def test_wandb_requested_but_missing_falls_back_with_a_warning(tmp_path, monkeyp
     monkeypatch.setattr(metrics, "wandb_available", lambda: False)
     with pytest.warns(UserWarning, match="wandb is not installed"):
         writer = MetricsWriter(tmp_path)
-    assert writer.wandb is None and [type(w) for w in writer.writers] == [CsvWriter, TensorBoardWriter]
+    assert writer.wandb is None and [type(w) for w in writer.writers] == [CsvWriter, TensorBoardWriter,
+                                                                           metrics.CurvePicture]
     writer.close()
 
 
 def test_no_wandb_unless_asked(tmp_path, monkeypatch):
     monkeypatch.delenv(metrics.WANDB_ENV, raising=False)
     with MetricsWriter(tmp_path) as writer:
-        assert writer.wandb is None and len(writer.writers) == 2
+        assert writer.wandb is None and len(writer.writers) == 3
     assert not (tmp_path / "wandb").exists() and not (tmp_path / "wandb_id").exists()
+
+
+# ------------------------------------------------------------------------------------ the picture
+
+
+def test_curve_picture_is_drawn_as_the_run_goes_and_at_its_end(tmp_path, monkeypatch):
+    """Redrawn once `every` seconds have passed since the last drawing, and at close: the picture
+    shows every logged θ-step so far (read back from metrics.csv)."""
+    from PIL import Image
+
+    clock = [100.0]
+    monkeypatch.setattr(metrics.time, "monotonic", lambda: clock[0])
+    picture = tmp_path / metrics.CURVE_FILE
+    drawn = []
+    real_draw = metrics.CurvePicture.draw
+    monkeypatch.setattr(metrics.CurvePicture, "draw", lambda self: (drawn.append(clock[0]), real_draw(self)))
+    writer = MetricsWriter(tmp_path)
+    writer.write_hparams({"update_rule": "simple_local"})
+    writer.write(1, {"meta_loss": 1.0})
+    clock[0] += metrics.CURVE_SECONDS - 1
+    writer.write(2, {"meta_loss": 0.9})
+    assert not picture.exists() and drawn == []  # not yet a minute
+    clock[0] += 1
+    writer.write(3, {"meta_loss": 0.8})
+    assert drawn == [100.0 + metrics.CURVE_SECONDS] and Image.open(picture).size[0] > 400
+    first = picture.read_bytes()
+    writer.write(4, {"meta_loss": 0.7})
+    writer.close()  # the end of the run: drawn with step 4
+    assert len(drawn) == 2 and picture.read_bytes() != first
+
+
+def test_curve_picture_that_cannot_be_written_never_stops_the_run(tmp_path, capsys):
+    writer = metrics.CurvePicture(tmp_path / "no_such_folder", every=0.0)
+    writer.write_scalars(1, {"meta_loss": 1.0})
+    writer.write_scalars(2, {"meta_loss": 1.0})
+    writer.close()
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "not drawn" in err[0] and "the run goes on" in err[0]
 
 
 # -------------------------------------------------------------------------------------------- fan-out

@@ -190,7 +190,7 @@ def test_config_builds_nres_and_meta_trains(tmp_path):
     from metaplastic.core.trainer import MetaTrainer
 
     overrides = ["--config.gradient_estimator=nres", "--config.gradient_estimator_config.num_pairs=2"]
-    config = config_lib.resolve(config_lib.load_config_file("experiments/train/quickstart.py:tiny"),
+    config = config_lib.resolve(config_lib.load_config_file("experiments/train/digits.py:tiny"),
                                 config_lib.parse_overrides(overrides))
     estimator = config_lib.build_components(config).estimator
     assert type(estimator) is NRES and (estimator.num_pairs, estimator.std) == (2, 0.01)

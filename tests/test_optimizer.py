@@ -133,7 +133,7 @@ def test_genome_learning_rate_without_a_mask_is_refused():
 
 
 def test_trainer_gives_the_rules_genome_its_learning_rate(tmp_path):
-    base = config_lib.load_config_file("experiments/train/quickstart.py:tiny")
+    base = config_lib.load_config_file("experiments/train/digits.py:tiny")
     config = config_lib.resolve(base, [("update_rule", "metz2019"), ("optimizer.learning_rate", "1e-4"),
                                        ("optimizer.genome_learning_rate", "0.1")])
     trainer = MetaTrainer(config, tmp_path)
@@ -153,7 +153,7 @@ def test_trainer_gives_the_rules_genome_its_learning_rate(tmp_path):
     ("optimizer.genome_learning_rate", "-0.1", "config.optimizer.genome_learning_rate: must be >= 0, got -0.1"),
 ])
 def test_optimizer_fields_are_validated(field, value, message):
-    base = config_lib.load_config_file("experiments/train/quickstart.py")
+    base = config_lib.load_config_file("experiments/train/digits.py")
     with pytest.raises(ConfigError) as error:
         config_lib.resolve(base, [(field, value)])
     assert str(error.value).startswith(message) and "\n" not in str(error.value)

@@ -17,7 +17,7 @@ INDEPENDENT = {"schedule.phases": "independent", "schedule.horizon": "(2, 12)", 
 
 def tiny_config(**overrides):
     pairs = {**INDEPENDENT, **overrides}
-    return config_lib.resolve(config_lib.load_config_file("experiments/train/quickstart.py:tiny"),
+    return config_lib.resolve(config_lib.load_config_file("experiments/train/digits.py:tiny"),
                               [(k, str(v)) for k, v in pairs.items()])
 
 

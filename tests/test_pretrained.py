@@ -3,6 +3,7 @@ import json
 import pathlib
 import re
 import shutil
+import sys
 
 import flax.linen as nn
 import jax
@@ -15,7 +16,9 @@ from sklearn.linear_model import LogisticRegression
 import metaplastic
 from metaplastic.core import config as config_lib
 from metaplastic.core.interfaces import BaseModel, LayerActivation
-from metaplastic.core.rules import LearnedRule, load_rule, save_rule, theta_arrays, theta_sha256
+from metaplastic.core.errors import UserError
+from metaplastic.core.rules import (DEFAULT_STEPS, LearnedRule, RuleError, load_rule, save_rule, theta_arrays,
+                                     theta_sha256)
 from metaplastic.core.trainer import MetaTrainer
 from metaplastic.plugins.pretrained_rules.shipped import SHIPPED
 from metaplastic.registries import get_registry
@@ -47,7 +50,7 @@ def test_shipped_rules_are_registered_with_provenance():
 
 
 def test_save_load_round_trip_from_workdir(tmp_path):
-    config = config_lib.resolve(config_lib.load_config_file("experiments/train/quickstart.py:tiny"))
+    config = config_lib.resolve(config_lib.load_config_file("experiments/train/digits.py:tiny"))
     trainer = MetaTrainer(config, tmp_path / "run")
     trainer.run(progress=False)
     from_workdir = load_rule(tmp_path / "run")
@@ -253,3 +256,145 @@ def test_shipped_rules_carry_format_fields_and_a_model_card(name):
         assert description["theta_sha256"] == theta_sha256(dict(stored))
     card = (folder / "MODEL_CARD.md").read_text()
     assert f"{description['meta_training_steps']:,}" in card and "Fashion-MNIST" in card
+
+
+@pytest.mark.parametrize("name", ["glyphs-v1", "glyphs-v2", "metz2019-glyphs-v1", "genome-glyphs-v1"])
+def test_shipped_rules_recommend_the_steps_their_model_cards_advise(name):
+    rule = metaplastic.load_rule(f"pretrained:{name}")
+    card = (pathlib.Path(SHIPPED) / name / "MODEL_CARD.md").read_text()
+    assert f"**Recommended steps.** {rule.recommended_steps:,} " in card
+    shown = repr(rule)
+    assert "\n" not in shown and len(shown) < 160
+    size = sum(np.size(leaf) for leaf in jax.tree.leaves(rule.theta))
+    for part in (f"pretrained:{name}", rule.description["update_rule"], f"{size:,}",
+                 f"recommended steps {rule.recommended_steps}"):
+        assert part in shown, (part, shown)
+
+
+def test_fit_and_run_default_to_the_recommended_steps():
+    shipped = load_rule("pretrained:glyphs-v2")
+    assert shipped.recommended_steps == 100
+    rule = dataclasses.replace(shipped, description=shipped.description | {"recommended_steps": 3})
+    x = DIGITS[:64]
+    default = rule.run(x, batch_size=16, widths=(16, 8))
+    np.testing.assert_array_equal(jax.tree.leaves(default.params)[0],
+                                  jax.tree.leaves(rule.run(x, steps=3, batch_size=16, widths=(16, 8)).params)[0])
+    assert int(default.step) == 3
+    unrecorded = LearnedRule(shipped.rule, shipped.theta, {})
+    assert unrecorded.recommended_steps == DEFAULT_STEPS == 1000
+
+
+def test_save_rule_writes_a_loaded_rule_with_new_theta_and_its_packages(tmp_path):
+    shipped = metaplastic.load_rule("pretrained:glyphs-v2")
+    halved = jax.tree.map(lambda leaf: leaf * 0.5, shipped.theta)
+    folder = metaplastic.save_rule(tmp_path / "mine", shipped, halved, recommended_steps=50)
+    loaded = metaplastic.load_rule(folder)
+    for a, b in zip(jax.tree.leaves(loaded.theta), jax.tree.leaves(halved), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert loaded.recommended_steps == 50 and loaded.source == str(folder)
+    saved = json.loads((folder / "rule.json").read_text())
+    ours = {"name": "metaplastic", "version": metaplastic.__version__}
+    assert saved["update_rule_package"] == ours and saved["base_model_package"] == ours
+    assert saved["update_rule_config"] == shipped.description["update_rule_config"]
+    again = metaplastic.save_rule(tmp_path / "again", loaded)  # θ and recommended steps carried over
+    assert json.loads((again / "rule.json").read_text())["theta_sha256"] == saved["theta_sha256"]
+    assert metaplastic.load_rule(again).recommended_steps == 50
+
+    for theta, message in [({"lr_logit": shipped.theta["lr_logit"]}, "theta: entry ['unit_net']"),
+                           (jax.tree.map(lambda leaf: leaf * np.nan, shipped.theta), "θ of rule 'simple_local': non-finite")]:
+        with pytest.raises(RuleError) as excinfo:
+            metaplastic.save_rule(tmp_path / "bad", shipped, theta)
+        assert "\n" not in str(excinfo.value) and str(excinfo.value).startswith(message), str(excinfo.value)
+    with pytest.raises(RuleError, match="recommended_steps: expected an integer ≥ 1"):
+        metaplastic.save_rule(tmp_path / "bad", shipped, recommended_steps=0)
+    assert not (tmp_path / "bad").exists()  # nothing written for a refused rule
+
+
+DECAY_RULE = """
+import dataclasses
+import jax.numpy as jnp
+from metaplastic.core.interfaces import BaseModel, InnerState, UpdateRule
+from metaplastic.registries import hookimpl
+
+@dataclasses.dataclass(frozen=True)
+class Decay(UpdateRule):
+    '''Shrinks every weight by a learned factor per step: a rule from outside the package.'''
+    base_model: BaseModel
+    rate: float = 0.5
+
+    def init_theta(self, key):
+        return {"rate": jnp.asarray(self.rate, jnp.float32)}
+
+    def init_inner_state(self, key, arch):
+        return InnerState(self.base_model.init(key, arch), (), jnp.zeros((), jnp.int32))
+
+    def inner_step(self, theta, state, x, key):
+        layers = [{"w": layer["w"] * theta["rate"], "b": layer["b"]} for layer in self.base_model.layers(state.params)]
+        return state.replace(params=self.base_model.from_layers(state.params, layers), step=state.step + 1)
+
+@hookimpl
+def metaplastic_update_rules():
+    return {"decay": Decay}
+"""
+
+
+def test_a_rule_from_a_package_that_is_not_installed_says_what_to_install(tmp_path, monkeypatch, fresh_registry):
+    from conftest import make_distribution
+
+    site = tmp_path / "site"
+    site.mkdir()
+    make_distribution(site, "decay-rules", "decay_rules", DECAY_RULE)
+    monkeypatch.syspath_prepend(str(site))
+    rule = fresh_registry().get("update_rule", "decay")(base_model=get_registry().get("base_model", "mlp_bn")())
+    config = {"update_rule": "decay", "update_rule_config": {"rate": 0.5}, "base_model": "mlp_bn",
+              "base_model_config": {}}
+    folder = save_rule(tmp_path / "decay_rule", config, rule.init_theta(None))
+    saved = json.loads((folder / "rule.json").read_text())
+    assert saved["update_rule_package"] == {"name": "decay-rules", "version": "0.1"}
+    assert float(load_rule(folder).theta["rate"]) == 0.5  # loads where its package is installed
+
+    rule_json = folder / "rule.json"
+    rule_json.write_text(json.dumps(saved | {"update_rule": "decay_v2",
+                                             "update_rule_package": {"name": "decay-rules", "version": "0.2"}}))
+    assert _load_error(folder) == (f"rule {folder} needs update rule 'decay_v2' from package 'decay-rules' "
+                                   "(version 0.2; 0.1 is installed here and does not provide it): "
+                                   "pip install 'decay-rules==0.2'")
+    rule_json.write_text(json.dumps(saved))
+    sys.path.remove(str(site))  # elsewhere: the package is not installed
+    fresh_registry()
+    assert _load_error(folder) == (f"rule {folder} needs update rule 'decay' from package 'decay-rules' "
+                                   "(version 0.1): pip install decay-rules")
+    with pytest.raises(UserError):
+        load_rule(folder)
+    old = {k: v for k, v in saved.items() if k != "update_rule_package"}
+    rule_json.write_text(json.dumps(old))  # a folder from before the record: the registry's error
+    assert _load_error(folder).startswith(f"{rule_json}: unknown update_rule 'decay'")
+
+
+def test_public_api_is_imported_from_the_package_root_with_real_docstrings():
+    import inspect
+    import subprocess
+
+    for name in set(metaplastic.__all__) - {"__version__"}:
+        doc = inspect.getdoc(getattr(metaplastic, name)) or ""
+        assert len(doc.splitlines()) >= 5, f"metaplastic.{name}: docstring of {len(doc.splitlines())} lines"
+    doc = inspect.getdoc(metaplastic.apply_rule)
+    for needed in ("[0, 1]", "activation", "BatchNorm", "full `variables`", "recommended_steps"):
+        assert needed in doc, needed
+    assert metaplastic.RidgeCosDist is get_registry().get("meta_objective", "ridge_cosdist")
+    light = subprocess.run([sys.executable, "-c", "import sys, metaplastic; print('jax' in sys.modules)"],
+                           capture_output=True, text=True, timeout=60)
+    assert light.stdout.strip() == "False", light.stdout + light.stderr  # `import metaplastic` stays light
+
+
+def test_run_study_runs_a_study_config_with_overrides(tmp_path):
+    import ml_collections
+
+    study = config_lib.load_config_file("experiments/eval/datasets.py:quick")
+    study.methods = ml_collections.ConfigDict({"raw": {"method": "raw_input"}})
+    study.datasets = ml_collections.ConfigDict({"digits": study.datasets.digits_5_9.to_dict()})
+    overrides = {"seeds": 1, "shots": (1,), "primary_method": "raw"}
+    results = metaplastic.run_study(study, tmp_path, overrides, progress=False)
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert len(results["cells"]) == len(written["cells"]) > 0
+    assert {cell["seed"] for cell in written["cells"]} == {0}

@@ -30,6 +30,20 @@ def metaplastic_meta_objectives():
 """
 
 
+def plugin_table(lines: list[str]) -> list[dict[str, str]]:
+    """The rows of `metaplastic plugins`' table, cut at its header's column starts."""
+    header = lines[0]
+    names = header.split()
+    assert names == list(Registry.REPORT_HEADER)
+    starts = [header.index(name) for name in names]
+    rows = []
+    for line in lines[1:]:
+        if not line:  # the notes follow
+            break
+        rows.append({name: line[a:b].strip() for name, a, b in zip(names, starts, starts[1:] + [None])})
+    return rows
+
+
 def test_builtins_are_registered_with_origin():
     registry = get_registry()
     for kind, name in [("base_model", "mlp_bn"), ("update_rule", "simple_local"),
@@ -57,7 +71,7 @@ def test_external_plugin_trains_by_name(tmp_path, monkeypatch, fresh_registry):
     entry = registry.entry("meta_objective", "feature_spread")
     assert entry.origin == "spread-objective"
 
-    config = config_lib.load_config_file("experiments/train/quickstart.py:tiny")
+    config = config_lib.load_config_file("experiments/train/digits.py:tiny")
     config = config_lib.resolve(config, [("meta_objective", "feature_spread"),
                                          ("meta_objective_config.weight", "2.0")])
     assert config.meta_objective_config.to_dict() == {"weight": 2.0}
@@ -96,11 +110,13 @@ def test_cli_lists_plugins_with_external_origin(tmp_path):
                             text=True, env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin",
                                             "JAX_PLATFORMS": "cpu"})
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert lines[0].split() == ["kind", "name", "origin", "module"]
-    spread = [line.split() for line in lines if "feature_spread" in line]
-    assert spread == [["meta_objective", "feature_spread", "spread-objective", "spread_objective"]]
-    assert any(line.split()[:3] == ["update_rule", "simple_local", "built-in"] for line in lines)
+    rows = plugin_table(result.stdout.splitlines())
+    assert [row for row in rows if row["name"] == "feature_spread"] == [dict(
+        kind="meta_objective", name="feature_spread", origin="spread-objective",
+        description="Negative mean feature variance on batch B: a toy objective from…",  # its docstring, cut
+        module="spread_objective")]
+    assert any((row["kind"], row["name"], row["origin"]) == ("update_rule", "simple_local", "built-in")
+               for row in rows)
 
 
 # ---------------------------------------------------------------- a plugin never takes the tool down
@@ -216,7 +232,7 @@ def builtin_names() -> set[tuple[str, str]]:
 
 
 def tiny_with(*overrides):
-    config = config_lib.load_config_file("experiments/train/quickstart.py:tiny")
+    config = config_lib.load_config_file("experiments/train/digits.py:tiny")
     return config_lib.resolve(config, list(overrides))
 
 
@@ -325,15 +341,15 @@ def test_report_lines_mark_ambiguous_names_and_list_skipped_lines(tmp_path, monk
     monkeypatch.syspath_prepend(str(tmp_path))
     registry = fresh_registry()
     lines = registry.report_lines()
-    assert lines[0].split() == ["kind", "name", "origin", "module"]
-    table = [line.split() for line in lines[1:lines.index("")]]
-    assert ["update_rule", "twin_rule", "twin_a-dist", "twin_a", "ambiguous"] in table
-    assert ["update_rule", "twin_rule", "twin_b-dist", "twin_b", "ambiguous"] in table
-    assert ["update_rule", "solo_twin_a", "twin_a-dist", "twin_a"] in table
+    table = [(row["kind"], row["name"], row["origin"], row["module"], row["description"].startswith("(ambiguous)"))
+             for row in plugin_table(lines)]
+    assert ("update_rule", "twin_rule", "twin_a-dist", "twin_a", True) in table
+    assert ("update_rule", "twin_rule", "twin_b-dist", "twin_b", True) in table
+    assert ("update_rule", "solo_twin_a", "twin_a-dist", "twin_a", False) in table
     assert [row[:3] for row in table if row[1] == "ridge_cosdist"] == [
-        ["meta_objective", "ridge_cosdist", "built-in"], ["meta_objective", "ridge_cosdist", "shadowing-dist"]]
-    assert all(row[-1] == "ambiguous" for row in table if row[1] == "ridge_cosdist")
-    assert sum(row[-1] == "ambiguous" for row in table) == 4
+        ("meta_objective", "ridge_cosdist", "built-in"), ("meta_objective", "ridge_cosdist", "shadowing-dist")]
+    assert all(row[-1] for row in table if row[1] == "ridge_cosdist")
+    assert sum(row[-1] for row in table) == 4
     notes = lines[lines.index("") + 1:]
     assert [line.split(":")[0] for line in notes] == ["ambiguous", "ambiguous", "skipped"]
     assert notes[0].startswith("ambiguous: duplicate update_rule 'twin_rule': provided by twin_a-dist")
@@ -373,3 +389,21 @@ def test_cli_plugins_works_with_every_kind_of_broken_plugin(tmp_path):
     assert {(row[0], row[1]) for row in rows[1:] if len(row) >= 3 and row[2] == "built-in"} >= builtin_names()
     assert [row[2] for row in rows if row[1:2] == ["twin_rule"]] == ["twin_a-dist", "twin_b-dist"]
     assert ["meta_objective", "objective_hook_raises_plugin", "hook-raises-dist", "hook_raises_plugin"] in rows
+
+
+def test_plugins_describes_every_builtin_in_one_line():
+    """Each component's own docstring (else its module's, less the "`name`: " it starts with), first
+    sentence; a shipped rule by its rule.json."""
+    from metaplastic.registries.registry import doc_summary
+
+    registry = get_registry()
+    rows = plugin_table(registry.report_lines())
+    described = {(row["kind"], row["name"]): row["description"] for row in rows if row["origin"] == "built-in"}
+    assert described and all(text and text != "-" and len(text) <= 64 for text in described.values()), described
+    assert described["meta_objective", "ridge_cosdist"] == (
+        "Closed-form ridge readout fit on batch A's features, scored on…")
+    assert described["update_rule", "metz2019"].startswith("The learned unsupervised update rule of Metz")
+    assert described["pretrained_rule", "glyphs-v2"].startswith("`simple_local` rule on `mlp_bn`, ")
+    assert doc_summary("First sentence, on\n two lines. Second. Ignored.\n\nNext paragraph.") == \
+        "First sentence, on two lines."
+    assert doc_summary("x" * 200, 10) == "x" * 9 + "…" and doc_summary(None) == ""

@@ -62,19 +62,46 @@ def test_one_seed_prints_no_standard_error_and_says_so():
     tables = [line for line in text.splitlines() if line.startswith("|")]
     assert tables and not any("±" in line for line in tables)
     assert "one seed, so no standard error" in text
-    assert "n = 1 seed per comparison" in text and "sign of one difference" in text
-    assert "| hebbian | 1 | 2 | 0 | 0 |" in text  # baseline | seeds (n) | wins | ties | loses
-    assert "(difference -0.100)" in text  # to raw_input, without an SE
+    assert "n = 1 seed per comparison" in text
+    assert "| hebbian | 1 | 0 | 0 | 0 | 2 |" in text  # baseline | seeds (n) | wins | ties | loses | too few
+    assert "Not judged: too few seeds (n = 1; a verdict needs at least 5)." in text
 
 
 def test_identical_values_over_seeds_never_print_plus_minus_zero():
-    text = markdown(study(3), records(3, lambda d, s, m, t, k: {"learned": 0.8, "hebbian": 0.7,
-                                                                 "raw_input": 0.9}[m]))
+    seeds = report.MIN_SEEDS_FOR_VERDICT
+    text = markdown(study(seeds), records(seeds, lambda d, s, m, t, k: {"learned": 0.8, "hebbian": 0.7,
+                                                                         "raw_input": 0.9}[m]))
     assert "± 0.000" not in text
     assert "0.800 ± <0.001" in text  # the results tables
-    assert "n = 3 seeds per comparison" in text
-    assert "| raw_input | 3 | 0 | 0 | 2 |" in text
+    assert f"n = {seeds} seeds per comparison" in text
+    assert f"| raw_input | {seeds} | 0 | 0 | 2 |" in text
     assert "(difference -0.100 ± <0.001)" in text
+
+
+@pytest.mark.parametrize("seeds", [2, report.MIN_SEEDS_FOR_VERDICT - 1])
+def test_too_few_seeds_declare_no_wins_or_losses(seeds):
+    """Learned is 0.1 above hebbian and 0.1 below raw_input on every seed: with enough seeds a win and
+    a loss, below the minimum neither."""
+    text = markdown(study(seeds), records(seeds, lambda d, s, m, t, k: {"learned": 0.8, "hebbian": 0.7,
+                                                                         "raw_input": 0.9}[m] + 0.01 * s))
+    verdicts = {c["verdict"] for c in report.compare(records(seeds, lambda d, s, m, t, k: 0.5), "learned",
+                                                     ("ridge",))}
+    assert verdicts == {report.TOO_FEW}
+    assert f"too few seeds for a verdict in every comparison (it needs at least {report.MIN_SEEDS_FOR_VERDICT})" \
+        in text
+    assert f"| hebbian | {seeds} | 0 | 0 | 0 | 2 |" in text and f"| raw_input | {seeds} | 0 | 0 | 0 | 2 |" in text
+    assert "Not judged: too few seeds" in text and "- to **raw_input**" not in text
+
+
+def test_report_writes_paths_relative_to_its_folder(tmp_path):
+    (tmp_path / "runs" / "run_a").mkdir(parents=True)
+    report_dir = tmp_path / "runs" / "run_a_eval"
+    report_dir.mkdir()
+    text = (f"- **learned**: update rule 'simple_local', θ meta-trained for 6 steps ({tmp_path}/runs/run_a)\n"
+            f"ends a sentence: {tmp_path}/runs/run_a.\nmissing: {tmp_path}/nowhere; system: /usr/bin; 1/classes\n")
+    assert report.relative_paths(text, report_dir) == (
+        "- **learned**: update rule 'simple_local', θ meta-trained for 6 steps (../run_a)\n"
+        f"ends a sentence: ../run_a.\nmissing: {tmp_path}/nowhere; system: /usr/bin; 1/classes\n")
 
 
 def test_tiny_standard_errors_round_up_not_to_zero():
@@ -311,3 +338,35 @@ def test_meta_training_curve_shows_each_step_and_the_running_mean():
     np.testing.assert_allclose(mean.get_xdata(), np.arange(50, 121))
     np.testing.assert_allclose(mean.get_ydata(), expected, rtol=1e-12)
     assert len(fig.legends) == 1 and fig.get_figwidth() * pictures.DPI <= pictures.MAX_WIDTH_PX
+
+
+class FakeRule:
+    """Stands in for a loaded update rule: what `method_names` reads is its identity()."""
+
+    def __init__(self, **settings):
+        self.settings = settings
+
+    def identity(self):
+        return self.settings
+
+
+def test_legends_name_the_rule_and_where_its_theta_came_from_not_the_column():
+    methods = {"learned": FakeRule(rule="simple_local", checkpoint="pretrained:glyphs-v2"),
+               "hebbian": FakeRule(rule="hebbian", checkpoint=""), "raw_input": None}
+    assert pictures.method_names(methods) == {
+        "learned": "simple_local (glyphs-v2)", "hebbian": "hebbian", "raw_input": "raw_input"}
+    swept = {"learned@250": FakeRule(rule="metz2019", checkpoint="/data/runs/run_a", checkpoint_step=250),
+             "best": FakeRule(rule="metz2019", checkpoint="/data/runs/run_a/best"),
+             "twin_a": FakeRule(rule="hebbian"), "twin_b": FakeRule(rule="hebbian")}
+    assert pictures.method_names(swept) == {
+        "learned@250": "metz2019 (run_a, meta-step 250)", "best": "metz2019 (run_a/best)",
+        "twin_a": "hebbian [twin_a]", "twin_b": "hebbian [twin_b]"}
+    config = study(3, datasets=dict(digits_5_9=dict(dataset="digits", classes=(5, 6, 7, 8, 9)),
+                                    mnist_28=dict(dataset="mnist", image_size=28)), steps=(1, 10))
+    recs = records(3, lambda d, s, m, t, k: 0.5 + 0.01 * s, datasets=tuple(DATASETS), steps=(1, 10))
+    summary = report.summarise(recs, tuple(config.readouts))
+    figures = pictures.build_figures(config, summary, recs, methods, DATASETS, FakeStore({}))
+    assert [name for _, name, _ in figures] == ["datasets.png", "steps.png"]
+    for _, _, fig in figures:
+        labels = [text.get_text() for text in fig.legends[0].get_texts()]
+        assert labels[:3] == ["simple_local (glyphs-v2)", "hebbian", "raw_input"], labels

@@ -139,7 +139,7 @@ def test_remat_memory_grows_like_sqrt_k():
 
 @pytest.fixture()
 def tiny_config():
-    return config_lib.resolve(config_lib.load_config_file("experiments/train/quickstart.py:tiny"),
+    return config_lib.resolve(config_lib.load_config_file("experiments/train/digits.py:tiny"),
                               [("architecture.depths", "(1, 2)"), ("num_steps", "8")])
 
 

@@ -67,10 +67,10 @@ def test_global_centring_matches_the_numpy_reference():
 def test_labels_only_meta_loss_is_logged_beside_the_total(tmp_path):
     overrides = [("num_steps", "2"), ("task_family_config.max_rotation", "10.0"),
                  ("task_family_config.max_noise", "0.1")]
-    config = config_lib.resolve(config_lib.load_config_file("experiments/train/quickstart.py:tiny"), overrides)
+    config = config_lib.resolve(config_lib.load_config_file("experiments/train/digits.py:tiny"), overrides)
     MetaTrainer(config, tmp_path).run(progress=False)
     rows = read_metrics(tmp_path)
     assert all(np.isfinite(r["meta_loss_labels"]) and r["meta_loss_labels"] != r["meta_loss_last"] for r in rows)
-    plain = config_lib.resolve(config_lib.load_config_file("experiments/train/quickstart.py:tiny"), [("num_steps", "1")])
+    plain = config_lib.resolve(config_lib.load_config_file("experiments/train/digits.py:tiny"), [("num_steps", "1")])
     MetaTrainer(plain, tmp_path / "plain").run(progress=False)
     assert "meta_loss_labels" not in read_metrics(tmp_path / "plain")[0]  # labels are all the targets

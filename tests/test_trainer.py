@@ -17,7 +17,7 @@ from metaplastic.core.trainer import MetaTrainer
 
 
 def tiny_config(**overrides):
-    base = config_lib.load_config_file("experiments/train/quickstart.py:tiny")
+    base = config_lib.load_config_file("experiments/train/digits.py:tiny")
     return config_lib.resolve(base, [(k, str(v)) for k, v in overrides.items()])
 
 
@@ -119,7 +119,7 @@ async def finalize_then_die(self, *args, **kwargs):
 
 checkpoint.Checkpointer.save = recording_save
 atomicity.AtomicRenameTemporaryPath.finalize = finalize_then_die
-config = config_lib.resolve(config_lib.load_config_file("experiments/train/quickstart.py:tiny"),
+config = config_lib.resolve(config_lib.load_config_file("experiments/train/digits.py:tiny"),
                             [("num_steps", "6"), ("checkpoint_every", "2")])
 MetaTrainer(config, {workdir!r}).run(progress=False)
 """
@@ -156,7 +156,7 @@ def test_sigterm_stops_after_the_step_and_saves_it(tmp_path):
     workdir = tmp_path / "run"
     script = ("from metaplastic.core import config as c\n"
               "from metaplastic.core.trainer import MetaTrainer\n"
-              "cfg = c.resolve(c.load_config_file('experiments/train/quickstart.py:tiny'), "
+              "cfg = c.resolve(c.load_config_file('experiments/train/digits.py:tiny'), "
               "[('num_steps', '100000'), ('checkpoint_every', '100000')])\n"
               f"MetaTrainer(cfg, {str(workdir)!r}).run(progress=False)\n")
     process = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)

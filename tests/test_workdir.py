@@ -23,7 +23,7 @@ from metaplastic.core.workdir import WorkdirError
 
 
 def tiny(**overrides):
-    return config_lib.resolve(config_lib.load_config_file("experiments/train/quickstart.py:tiny"),
+    return config_lib.resolve(config_lib.load_config_file("experiments/train/digits.py:tiny"),
                               [(k, str(v)) for k, v in overrides.items()])
 
 

@@ -116,6 +116,33 @@ def method_label(label: str) -> str:
     return f"{base}\nmeta-step {step}" if base and step.isdigit() else label
 
 
+def method_names(methods: Mapping[str, Any]) -> dict[str, str]:
+    """label -> the name a legend shows. An update rule is named by itself and where its θ came from
+    ('simple_local (glyphs-v2)', 'metz2019 (run_a, meta-step 250)', 'hebbian'), not by its column label
+    ('learned'); other methods keep their label. A name two labels would share gets its label added."""
+    names = {}
+    for label, method in methods.items():
+        settings = method.identity() if hasattr(method, "identity") else None
+        if not isinstance(settings, Mapping) or not settings.get("rule"):
+            names[label] = label
+            continue
+        checkpoint = str(settings.get("checkpoint") or "")
+        if checkpoint.startswith("pretrained:"):
+            source = checkpoint[len("pretrained:"):]
+        elif checkpoint:
+            path = checkpoint.rstrip("/").split("/")
+            source = "/".join(path[-2:]) if path[-1] in ("best", "") and len(path) > 1 else path[-1]
+        else:
+            source = ""
+        step = settings.get("checkpoint_step")
+        if step is not None and "@" in label:
+            source = f"{source}, meta-step {step}" if source else f"meta-step {step}"
+        names[label] = f"{settings['rule']} ({source})" if source else str(settings["rule"])
+    shared = [name for name in names.values() if list(names.values()).count(name) > 1]
+    return {label: f"{name} [{label}]" if name in shared and name != label else name
+            for label, name in names.items()}
+
+
 def arch_text(arch: str) -> str:
     return arch.replace("x", "×")
 
@@ -240,8 +267,9 @@ def _max_n(rows) -> int:
 # ---------------------------------------------------------------- the figures
 
 @_styled
-def datasets_figure(summary, method_order, datasets, readouts, shots, steps, arch):
-    """Grouped bars: every method on every dataset, one panel per readout, chance as a dashed line."""
+def datasets_figure(summary, method_order, datasets, readouts, shots, steps, arch, names_of=None):
+    """Grouped bars: every method on every dataset, one panel per readout, chance as a dashed line;
+    `names_of`: label -> legend name (`method_names`)."""
     dataset_order = list(dict.fromkeys(r["dataset"] for r in summary))
     names, chance = _names_and_chance(dataset_order, datasets)
     colours = _colours(method_order)
@@ -262,7 +290,8 @@ def datasets_figure(summary, method_order, datasets, readouts, shots, steps, arc
             means = [v[0]["mean"] if v else np.nan for v in values]
             errs = [v[0]["se"] if v and v[0]["se"] == v[0]["se"] else 0.0 for v in values]
             ax.bar(x + (i - (len(method_order) - 1) / 2) * bar, means, bar, yerr=errs, capsize=2,
-                   label=method, color=colours[method], error_kw=dict(elinewidth=1, ecolor="0.15"))
+                   label=(names_of or {}).get(method, method), color=colours[method],
+                   error_kw=dict(elinewidth=1, ecolor="0.15"))
         for j, d in enumerate(dataset_order):
             if chance[d] is not None:
                 ax.hlines(chance[d], j - 0.45, j + 0.45, **CHANCE_STYLE, zorder=3)
@@ -285,9 +314,9 @@ def datasets_figure(summary, method_order, datasets, readouts, shots, steps, arc
 
 
 @_styled
-def curves_figure(summary, method_order, datasets, readouts, field, fixed, log=True, context=()):
+def curves_figure(summary, method_order, datasets, readouts, field, fixed, log=True, context=(), names_of=None):
     """Accuracy against `field` (steps, shots, depth, width): one panel per (readout, dataset), wrapped
-    into rows of at most four; integer ticks; chance as a dashed line."""
+    into rows of at most four; integer ticks; chance as a dashed line; `names_of`: label -> legend name."""
     dataset_order = list(dict.fromkeys(r["dataset"] for r in summary))
     names, chance = _names_and_chance(dataset_order, datasets)
     colours = _colours(method_order)
@@ -323,7 +352,7 @@ def curves_figure(summary, method_order, datasets, readouts, field, fixed, log=T
             if points:
                 x, m, s = map(np.asarray, zip(*points))
                 ax.errorbar(x, m, yerr=np.nan_to_num(s), marker="o", ms=4, capsize=2, lw=1.5,
-                            label=method, color=colours[method])
+                            label=(names_of or {}).get(method, method), color=colours[method])
         if chance[dataset] is not None:
             ax.axhline(chance[dataset], **CHANCE_STYLE, zorder=1)
         _set_scale(ax, "x", scale)
@@ -385,6 +414,7 @@ def build_figures(config, summary, records, methods, datasets, store) -> list[tu
     """[(title, file name, Figure)] of a study, in the report's order."""
     figures = []
     method_order = list(methods)
+    names_of = method_names(methods)
     readouts = tuple(config.readouts)
     main_shots = _main_value([r["shots"] for r in summary], config.main_shots)
     main_steps = max(r["steps"] for r in summary)
@@ -395,16 +425,16 @@ def build_figures(config, summary, records, methods, datasets, store) -> list[tu
     if len(dataset_order) > 1:
         figures.append(("Accuracy over datasets", "datasets.png",
                         datasets_figure(summary, method_order, datasets, readouts, main_shots, main_steps,
-                                        main_arch)))
+                                        main_arch, names_of=names_of)))
     arch = f"architecture {arch_text(main_arch)}"
     if len({r["steps"] for r in summary}) > 1:
         figures.append(("Accuracy over unsupervised steps", "steps.png", curves_figure(
             summary, method_order, datasets, readouts, "steps", {"shots": main_shots, "arch": main_arch},
-            context=[f"{main_shots} labelled examples per class", arch])))
+            context=[f"{main_shots} labelled examples per class", arch], names_of=names_of)))
     if len({r["shots"] for r in summary}) > 1:
         figures.append(("Accuracy over labelled examples per class", "shots.png", curves_figure(
             summary, method_order, datasets, readouts, "shots", {"steps": main_steps, "arch": main_arch},
-            context=[f"{main_steps} unsupervised steps", arch])))
+            context=[f"{main_steps} unsupervised steps", arch], names_of=names_of)))
     if len(archs) > 1:
         depths = [r["depth"] for r in summary]
         widths = [r["width"] for r in summary]
@@ -415,11 +445,11 @@ def build_figures(config, summary, records, methods, datasets, store) -> list[tu
         if len({r["depth"] for r in _rows(summary, width=ref_width)}) > 1:
             figures.append((f"Accuracy over depth (width {ref_width})", "depth.png", curves_figure(
                 summary, method_order, datasets, readouts, "depth", {**fixed, "width": ref_width},
-                log=False, context=[f"width {ref_width}", *context])))
+                log=False, context=[f"width {ref_width}", *context], names_of=names_of)))
         if len({r["width"] for r in _rows(summary, depth=ref_depth)}) > 1:
             figures.append((f"Accuracy over width (depth {ref_depth})", "width.png", curves_figure(
                 summary, method_order, datasets, readouts, "width", {**fixed, "depth": ref_depth},
-                context=[f"depth {ref_depth}", *context])))
+                context=[f"depth {ref_depth}", *context], names_of=names_of)))
 
     tiles = filter_tiles(records, datasets, main_shots, main_steps, main_arch, method_order, store,
                          config.filters_dataset)

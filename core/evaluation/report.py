@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import math
+import os
 import pathlib
 import re
 
@@ -15,6 +16,11 @@ import numpy as np
 
 from metaplastic.core.evaluation.pictures import make_pictures, readable_dataset_name
 from metaplastic.core.ops.files import write_atomic
+
+# Fewer paired seeds than this and two standard errors say little (with 2 seeds the SE comes from one
+# degree of freedom): the report gives the differences but declares no wins or losses.
+MIN_SEEDS_FOR_VERDICT = 5
+TOO_FEW = "too few seeds"
 
 SUMMARY_FIELDS = ("dataset", "arch", "depth", "width", "steps", "shots", "readout", "method",
                   "mean", "se", "n", "non_finite")
@@ -50,7 +56,8 @@ def primary_label(config, methods) -> str:
 
 
 def compare(records: list[dict], primary: str, readouts) -> list[dict]:
-    """Primary method minus each other method, paired by seed: mean ± standard error."""
+    """Primary method minus each other method, paired by seed: mean ± standard error, and a verdict
+    (wins / ties / loses beyond two standard errors; TOO_FEW below MIN_SEEDS_FOR_VERDICT seeds)."""
     by_cell: dict[tuple, dict[str, dict[int, dict]]] = {}
     for r in records:
         cell = (r["dataset"], r["arch"], r["steps"], r["shots"])
@@ -67,7 +74,8 @@ def compare(records: list[dict], primary: str, readouts) -> list[dict]:
                 diffs = [methods[primary][s][readout] - accuracies[s][readout] for s in seeds]
                 mean, se = _mean_se(diffs)
                 margin = 2 * se if se == se else 0.0
-                verdict = "wins" if mean > margin else "loses" if mean < -margin else "ties"
+                verdict = ("wins" if mean > margin else "loses" if mean < -margin else "ties") \
+                    if len(seeds) >= MIN_SEEDS_FOR_VERDICT else TOO_FEW
                 out.append(dict(dataset=dataset, arch=arch, steps=steps, shots=shots, readout=readout,
                                 baseline=other, difference=mean, se=se, n=len(seeds), verdict=verdict,
                                 primary_mean=float(np.mean([methods[primary][s][readout] for s in seeds])),
@@ -96,8 +104,30 @@ def write_results(config, workdir: pathlib.Path, records, methods, datasets, sta
     writer.writeheader()
     writer.writerows(summary)
     write_atomic(workdir / "results.csv", text.getvalue().encode())
-    write_atomic(workdir / "report.md", report_markdown(config, results).encode())
+    write_atomic(workdir / "report.md", relative_paths(report_markdown(config, results), workdir).encode())
     return results
+
+
+# an absolute path in running text (not inside a word, a URL or a relative path)
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~/:])/[^\s'\"()\[\],;]*[^\s'\"()\[\],;.:]")
+
+
+def relative_paths(text: str, folder: pathlib.Path) -> str:
+    """`text` with every absolute path that exists and shares a folder with `folder` (other than the
+    root) written relative to `folder`: the report names runs as `../run_a`, so it reads the same
+    on another machine or after the folders move together."""
+    folder = pathlib.Path(folder).absolute()
+
+    def relative(match):
+        path = pathlib.Path(match.group(0))
+        try:
+            if not path.exists() or os.path.commonpath([path, folder]) == path.anchor:
+                return match.group(0)
+        except (OSError, ValueError):
+            return match.group(0)
+        return os.path.relpath(path, folder)
+
+    return _ABSOLUTE_PATH.sub(relative, text)
 
 
 FEATURE_NOTE = ("Features use batch statistics: labelled and test examples pass through the model "
@@ -176,23 +206,31 @@ def report_markdown(config, results) -> str:
                 lines.append(f"| {name} | " + " | ".join(cells) + " |")
             lines.append("")
     counts = [c["n"] for c in comparisons]
-    rule = ("'wins'/'loses' when the mean difference exceeds two standard errors"
-            + ("; with one seed there is no standard error, so a verdict is the sign of one difference"
-               if min(counts, default=0) <= 1 else ""))
+    unjudged = [c for c in comparisons if c["verdict"] == TOO_FEW]
+    rule = "'wins'/'loses' when the mean difference exceeds two standard errors"
+    if unjudged:
+        where = "every comparison" if len(unjudged) == len(comparisons) else f"{len(unjudged)} comparisons"
+        rule += (f"; {TOO_FEW} for a verdict in {where} (it needs at least {MIN_SEEDS_FOR_VERDICT}), so none "
+                 f"is declared there (more seeds: --config.seeds={MIN_SEEDS_FOR_VERDICT})")
     lines += [f"## {primary} against each baseline", "",
               f"Paired by seed, n = {_count_text(counts)} seed{'s' if max(counts, default=0) != 1 else ''} "
               f"per comparison; {rule}.", "",
-              "| baseline | seeds (n) | wins | ties | loses |", "|---|---|---|---|---|"]
+              "| baseline | seeds (n) | wins | ties | loses |" + (f" {TOO_FEW} |" if unjudged else ""),
+              "|---" * (6 if unjudged else 5) + "|"]
     for baseline in dict.fromkeys(c["baseline"] for c in comparisons):
         mine = [c for c in comparisons if c["baseline"] == baseline]
         verdicts = [c["verdict"] for c in mine]
         lines.append(f"| {baseline} | {_count_text(c['n'] for c in mine)} | {verdicts.count('wins')} | "
-                     f"{verdicts.count('ties')} | {verdicts.count('loses')} |")
+                     f"{verdicts.count('ties')} | {verdicts.count('loses')} |"
+                     + (f" {verdicts.count(TOO_FEW)} |" if unjudged else ""))
     losses = [c for c in comparisons if c["verdict"] == "loses"]
     lines += ["", f"### Where {primary} loses", ""]
-    if not losses:
-        lines.append("Nowhere by more than two standard errors." if min(counts, default=2) > 1
-                     else "Nowhere.")
+    if not losses and comparisons and len(unjudged) == len(comparisons):
+        lines.append(f"Not judged: {TOO_FEW} (n = {_count_text(counts)}; a verdict needs at least "
+                     f"{MIN_SEEDS_FOR_VERDICT}).")
+    elif not losses:
+        lines.append("Nowhere by more than two standard errors"
+                     + (" where there are enough seeds to judge." if unjudged else "."))
     for c in losses:
         lines.append(f"- to **{c['baseline']}** on {c['dataset']} ({c['arch']}, {c['steps']} steps, "
                      f"{c['shots']} shots, {c['readout']}): {c['primary_mean']:.3f} vs "

@@ -19,6 +19,7 @@ import ml_collections
 import numpy as np
 
 from metaplastic.core import config as config_lib
+from metaplastic.core.data import configure_data_sources
 from metaplastic.core.evaluation.data import (PreparedData, SeedSplit, _key, prepare_dataset, seed_split,
                                               unlabeled_batch)
 from metaplastic.core.evaluation.readouts import predict, readout_args
@@ -184,6 +185,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str | os.PathLike, pro
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     store = CellStore(workdir / "cells")
+    configure_data_sources(config.get(config_lib.DATA_SOURCES))
     base_model = config_lib.build(config, "base_model")
     methods = expand_methods(config, log)
     readouts = {name: readout_args(config, name) for name in config.readouts}
@@ -207,8 +209,10 @@ def run_study(config: ml_collections.ConfigDict, workdir: str | os.PathLike, pro
     common = {"seed": config.seed, "base_model": config.base_model,
               "base_model_config": config.base_model_config.to_dict(), "top_width": config.top_width,
               "batch_size": config.batch_size, "feature_batch": config.feature_batch}
+    if config.get(config_lib.DATA_SOURCES):  # only when set: the cells of studies without them keep their keys
+        common["data_sources"] = config[config_lib.DATA_SOURCES].to_dict()
     units = [(d, a, s, m) for d in datasets for a in config.architectures
-             for s in range(config.seeds) for m in methods]
+             for s in range(config.seeds) for m in methods if in_shard(config, d, s, m)]
     total = len(units) * len(steps) * len(config.shots)
     bar = None
     if progress:
@@ -250,7 +254,21 @@ def run_study(config: ml_collections.ConfigDict, workdir: str | os.PathLike, pro
     finally:
         if bar is not None:
             bar.close()
+    if is_shard(config):
+        return {"shard": True, "cells": records, "datasets": status}
     return write_results(config, workdir, records, methods, datasets, status, store)
+
+
+def is_shard(config) -> bool:
+    return bool(config.only_seeds or config.only_datasets or config.only_methods)
+
+
+def in_shard(config, dataset: str, seed: int, method: str) -> bool:
+    """Whether a (dataset, seed, method) unit is this run's (`config.only_*`; a method swept over
+    checkpoints, `learned@STEP`, is selected by its label before the @)."""
+    return ((not config.only_seeds or seed in tuple(config.only_seeds))
+            and (not config.only_datasets or dataset in tuple(config.only_datasets))
+            and (not config.only_methods or method.split("@")[0] in tuple(config.only_methods)))
 
 
 def _compute_unit(config, method: EvalMethod, base_model, arch, data: PreparedData, split: SeedSplit,

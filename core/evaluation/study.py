@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from typing import Any
 
 import ml_collections
@@ -36,8 +37,15 @@ STUDY_DEFAULTS = dict(
     num_filters=32,           # first-layer units kept for the filter pictures (seed 0)
     filters_dataset="",       # dataset whose filters are drawn ("" = the first image dataset)
     main_shots=10,            # shots shown in the pictures over datasets / steps / architectures
+    # a shard of the study: only these seed indices / dataset labels / method labels (empty = all); shards
+    # share the workdir's cell cache, and a run without them then writes the report from the cache
+    only_seeds=(),
+    only_datasets=(),
+    only_methods=(),
 )
 STUDY_SECTIONS = ("methods", "datasets", "base_model_config")
+# optional: {source: {field: value}} of data sources that need settings (`core.config.fill_data_sources`)
+OPTIONAL_SECTIONS = (config_lib.DATA_SOURCES,)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,9 +82,9 @@ def resolve_study(config: ml_collections.ConfigDict,
     config = ml_collections.ConfigDict(config.to_dict())
     config.unlock()
     for key in config.keys():
-        if key not in STUDY_DEFAULTS and key not in STUDY_SECTIONS:
+        if key not in STUDY_DEFAULTS and key not in STUDY_SECTIONS + OPTIONAL_SECTIONS:
             config_lib.unknown_field(ml_collections.ConfigDict(
-                {**STUDY_DEFAULTS, **{s: {} for s in STUDY_SECTIONS}}), key)
+                {**STUDY_DEFAULTS, **{s: {} for s in STUDY_SECTIONS + OPTIONAL_SECTIONS}}), key)
     for key, value in STUDY_DEFAULTS.items():
         if key not in config:
             config[key] = value
@@ -113,6 +121,8 @@ def resolve_study(config: ml_collections.ConfigDict,
         merged = config_lib.merge_section(f"methods.{label}", defaults, ml_collections.ConfigDict(fields))
         merged.method = entry.method
         config.methods[label] = merged
+    _add_datasets(config, overrides)
+    config_lib.fill_data_sources(config, overrides)
     if not config.datasets:
         raise config_lib.ConfigError("config.datasets: empty")
     for label, entry in config.datasets.items():
@@ -126,6 +136,26 @@ def resolve_study(config: ml_collections.ConfigDict,
     config_lib.apply_overrides(config, overrides, refuse=_refuse_override)
     _validate(config)
     return config
+
+
+def _add_datasets(config, overrides) -> None:
+    """Datasets the command line adds: `--config.datasets.<label>.dataset=NAME` makes a new entry
+    `<label>` (required: an unknown or missing dataset stops the study in one line; its other fields
+    can be set the same way). A label that is not the study's and is given no dataset is a one-line
+    error with the closest label."""
+    added = {}
+    for field, text in overrides:
+        parts = field.split(".")
+        if len(parts) == 3 and parts[0] == "datasets" and parts[1] not in config.datasets:
+            added.setdefault(parts[1], {})[parts[2]] = text
+    for label, fields in added.items():
+        if "dataset" not in fields:
+            close = difflib.get_close_matches(label, list(config.datasets), n=1)
+            hint = f"; did you mean 'config.datasets.{close[0]}'?" if close else ""
+            raise config_lib.ConfigError(
+                f"config.datasets.{label}: not a dataset of this study ({', '.join(config.datasets) or 'none'}); "
+                f"add one with --config.datasets.{label}.dataset=NAME{hint}")
+        config.datasets[label] = ml_collections.ConfigDict(dict(dataset=fields["dataset"], required=True))
 
 
 def _validate(config) -> None:
@@ -149,6 +179,13 @@ def _validate(config) -> None:
     if config.primary_method not in config.methods:
         bad("primary_method", f"'{config.primary_method}' is not in config.methods "
                               f"({', '.join(config.methods)})")
+    wrong_seeds = [s for s in config.only_seeds if not 0 <= int(s) < config.seeds]
+    if wrong_seeds:
+        bad("only_seeds", f"{wrong_seeds} not among the study's seed indices 0-{config.seeds - 1}")
+    for field, section in (("only_datasets", "datasets"), ("only_methods", "methods")):
+        unknown = [label for label in config[field] if label not in config[section]]
+        if unknown:
+            bad(field, f"{unknown} not in config.{section} ({', '.join(config[section])})")
 
 
 def load_study(spec: str, overrides: list[str] = (), shipped=None) -> ml_collections.ConfigDict:

@@ -11,7 +11,7 @@ train split): `pair` = python vs perl packages (2 classes, as IMDB's sentiment),
 the 10 largest sections. When no APT lists are found the study stops with a one-line message
 (set METAPLASTIC_APT_LISTS to a folder of *_Packages files). Variant `:quick` shrinks everything
 for tests (a few dozen packages are enough); `:release` is the README's text table (5 seeds,
-1 to 1,000 steps, pretrained:metz2019-glyphs-v1 and glyphs-v2).
+1 to 1,000 steps, pretrained:genome-glyphs-v1 beside hebbian and glyphs-v2).
 """
 
 import ml_collections

@@ -1,7 +1,7 @@
 """Every training field, documented. Other training configs start from `get_config()` and change a few.
 
-The defaults are the quickstart job: the simple local rule meta-trained on scikit-learn's 8×8
-digits 0–4 (offline, a few minutes on 2 CPU cores); digits 5–9 stay unseen for evaluation.
+The defaults are the small job of `digits.py`: the simple local rule meta-trained by truncated gradients
+on scikit-learn's 8×8 digits 0–4; digits 5–9 stay unseen for evaluation.
 A component is chosen by name (`config.<kind>`) and configured in `config.<kind>_config`, whose
 fields are filled from the component's own defaults when the config is resolved
 (`metaplastic config experiments/train/default.py` prints them all).

@@ -329,6 +329,9 @@ class AptPackagesSource(DataSource):
     """Datasets `apt_sections` (10 sections) and `apt_pair` (python vs perl): APT package
     descriptions as text (x [N] str), labelled by section; splits train / test."""
 
+    def names(self) -> tuple[str, ...]:
+        return DATASETS
+
     def load(self, dataset: str, split: str) -> Dataset:
         if dataset not in DATASETS:
             raise DatasetUnavailable(f"only has {', '.join(DATASETS)} (APT package descriptions)")

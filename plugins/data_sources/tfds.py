@@ -23,6 +23,7 @@ as uint8 under <cache_dir>/tfds so a split is decoded once.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 
 import numpy as np
@@ -69,6 +70,17 @@ def _read_all(source, keys: tuple[str, ...]) -> dict[str, list]:
     return out
 
 
+@functools.cache
+def _builder_names() -> tuple[str, ...]:
+    """TFDS's registered dataset names (no download); () without tensorflow-datasets."""
+    try:
+        import tensorflow_datasets as tfds
+
+        return tuple(tfds.list_builders(with_community_datasets=False))
+    except Exception:  # noqa: BLE001 - only suggestions depend on it
+        return ()
+
+
 def _build_command(name: str, data_dir: str | None) -> str:
     where = data_dir or "~/tensorflow_datasets"
     return (f"prepare it where TensorFlow is installed: `tfds build {name} --data_dir={where} "
@@ -78,6 +90,9 @@ def _build_command(name: str, data_dir: str | None) -> str:
 @dataclasses.dataclass(frozen=True)
 class TfdsSource(DataSource):
     data_dir: str = ""  # "" = $METAPLASTIC_TFDS_DATA_DIR, $TFDS_DATA_DIR, or ~/tensorflow_datasets
+
+    def names(self) -> tuple[str, ...]:
+        return (*ALIASES, *_builder_names())
 
     def load(self, dataset: str, split: str) -> Dataset:
         name = ALIASES.get(dataset, dataset)

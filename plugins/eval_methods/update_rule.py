@@ -92,7 +92,8 @@ class UpdateRuleMethod(EvalMethod):
             settings = {"rule": learned.description["update_rule"], "rule_config": _config_fields(learned.rule),
                         "checkpoint": checkpoint, "theta": theta_digest(learned.theta)}
             text = (f"update rule '{settings['rule']}' from {checkpoint} "
-                    f"({learned.description.get('meta_training_steps', '?')} meta-training steps)")
+                    f"({learned.description.get('meta_training_steps', learned.description.get('step', '?'))} "
+                    "meta-training steps)")
             return LoadedRule(learned.rule, learned.theta, settings, text)
         workdir = pathlib.Path(checkpoint).expanduser().absolute()
         saved = workdir_config(workdir)

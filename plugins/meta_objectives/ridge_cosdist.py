@@ -35,6 +35,17 @@ def _centre_global(y: jax.Array) -> jax.Array:
 
 @dataclasses.dataclass(frozen=True)
 class RidgeCosDist(MetaObjective):
+    """Closed-form ridge readout fit on batch A's features, scored on batch B by cosine distance.
+
+    Public as `metaplastic.RidgeCosDist` (registered as `ridge_cosdist`); lower is better:
+
+        from metaplastic.core.interfaces import LabeledBatch
+        loss = metaplastic.RidgeCosDist().loss(features_fn, LabeledBatch(x_a, y_a), LabeledBatch(x_b, y_b))
+
+    features_fn maps inputs [n, D] to features [n, F] and is called once on A and B together; y is
+    one-hot labels [n, C] (plus any regression targets). Differentiable through features_fn.
+    """
+
     ridge_lambda: float = 0.1
     center_y: bool = True
     normalize_predictions: bool = True

@@ -7,6 +7,7 @@ shipped folder, so shipping a rule is adding a folder."""
 from __future__ import annotations
 
 import functools
+import json
 import pathlib
 
 from metaplastic.registries import hookimpl
@@ -20,7 +21,19 @@ def _loader(directory: pathlib.Path):
 
         return load_rule(directory)
 
+    load.__doc__ = _summary(directory)  # what `metaplastic plugins` shows for it
     return load
+
+
+def _summary(directory: pathlib.Path) -> str:
+    """'`simple_local` rule on `mlp_bn`, 2532 meta-training steps.', read off rule.json."""
+    try:
+        description = json.loads((directory / "rule.json").read_text())
+    except (OSError, ValueError):
+        return "A shipped rule (its rule.json cannot be read)."
+    steps = description.get("meta_training_steps")
+    spent = f", {steps} meta-training steps" if steps is not None else ""
+    return f"`{description.get('update_rule', '?')}` rule on `{description.get('base_model', '?')}`{spent}."
 
 
 @functools.cache

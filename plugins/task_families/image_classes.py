@@ -23,14 +23,14 @@ import functools
 
 import numpy as np
 
-from metaplastic.core.data import load_dataset, to_unit_float
+from metaplastic.core.data import dataset_cache, load_dataset, to_unit_float
 from metaplastic.core.interfaces import Task, TaskFamily
 from metaplastic.core.classification import ClassTasks
 from metaplastic.core.ops.images import affine_warp, resize_images
 from metaplastic.registries import hookimpl
 
 
-@functools.lru_cache(maxsize=16)
+@dataset_cache(maxsize=16)
 def _prepared(dataset: str, split: str, image_size: int, grayscale: bool, channels: int):
     data = load_dataset(dataset, split)
     x = data.x

@@ -21,7 +21,7 @@ import shutil
 import sys
 import textwrap
 
-from metaplastic.config_listing import _is_study, _training_lines, _study_lines, _aligned
+from metaplastic.config_listing import _is_study, _training_lines, _study_lines, _aligned, file_lines
 from metaplastic.core.errors import UserError, one_line
 
 EXIT_USER_ERROR = 2
@@ -37,20 +37,32 @@ overrides:
   component's defaults. A misspelt field or a wrong type stops with one line.
   `metaplastic config FILE[:VARIANT]` lists every field with its default and meaning."""
 
+STUDY_OVERRIDES_HELP = """\
+overrides:
+  Any field of the resolved study can be set after the other options, as
+  --config.FIELD=VALUE or --config.FIELD VALUE; dots reach into sections
+  (--config.datasets.digits_5_9.max_test=500). VALUE is read as a Python literal of
+  the field's type: 3, 1e-3, true, (2, 4), a name. The fields set most often:
+  --config.rule_checkpoint=DIR (a `metaplastic train` workdir, a rule folder from
+  `metaplastic export`, or pretrained:NAME), --config.seeds=5, --config.steps='(100, 1000)',
+  --config.shots='(1, 10)'. A misspelt field or a wrong type stops with one line.
+  `metaplastic config FILE[:VARIANT]` lists every field with its default and meaning."""
+
 TRAIN_EPILOG = f"""\
 {OVERRIDES_HELP}
 
 example:
-  metaplastic train --config experiments/train/quickstart.py:tiny --workdir runs/smoke \\
+  metaplastic train --config experiments/train/digits.py:tiny --workdir runs/smoke \\
       --config.num_steps=20 --config.optimizer.learning_rate 1e-3 \\
       --config.update_rule_config.hidden=32
 
 configs:
   Training configs are Python files whose get_config(arg) returns the config;
-  FILE:VARIANT passes VARIANT as arg. They live in experiments/train/
-  (default.py documents every field; quickstart.py, glyphs.py, paper.py); a path
-  not found here is looked up among the installed ones:
+  FILE:VARIANT passes VARIANT as arg (`metaplastic config FILE` lists a file's variants).
+  They live in experiments/train/ (default.py documents every field); a path not found
+  here is looked up among the installed ones:
   {{shipped}}/train/
+{{listing}}
 
 The workdir gets config.json, metrics.csv, tensorboard/ and checkpoints/; the same
 command resumes an interrupted run from its latest checkpoint. Exit status: 0 when done
@@ -58,7 +70,7 @@ command resumes an interrupted run from its latest checkpoint. Exit status: 0 wh
 scheduler's preemption) stopped it early: it saved first, so requeue the same command."""
 
 EVALUATE_EPILOG = f"""\
-{OVERRIDES_HELP}
+{STUDY_OVERRIDES_HELP}
 
 example:
   metaplastic evaluate --config experiments/eval/datasets.py:quick --workdir runs/eval_smoke \\
@@ -66,10 +78,10 @@ example:
 
 configs:
   Studies are Python files whose get_config(arg) returns the study; FILE:VARIANT
-  passes VARIANT as arg. They live in experiments/eval/ (datasets.py, time.py,
-  imdb.py, architectures.py, architectures_large.py, filters.py); a path not found
-  here is looked up among the installed ones:
+  passes VARIANT as arg (`metaplastic config FILE` lists a file's variants). They live
+  in experiments/eval/; a path not found here is looked up among the installed ones:
   {{shipped}}/eval/
+{{listing}}
 
 The workdir gets results.json, results.csv, report.md and pictures; finished cells
 are cached in cells/, so the same command resumes an interrupted study."""
@@ -78,7 +90,7 @@ CONFIG_EPILOG = f"""\
 {OVERRIDES_HELP}
 
 example:
-  metaplastic config experiments/train/quickstart.py:tiny --config.update_rule=metz2019
+  metaplastic config experiments/train/digits.py:tiny --config.update_rule=metz2019
   metaplastic config experiments/eval/datasets.py:quick"""
 
 EXPORT_EPILOG = """\
@@ -119,17 +131,73 @@ def _shipped_configs() -> pathlib.Path:
     return pathlib.Path(metaplastic.experiments.__file__).parent
 
 
+def config_file_listing(folder: pathlib.Path, width: int = 88) -> str:
+    """'  name.py  first sentence of its docstring' for each config file (a .py with get_config) in
+    `folder`, read without running them (help stays fast)."""
+    import ast
+
+    from metaplastic.registries.registry import doc_summary  # light: no JAX (help stays fast)
+
+    rows = []
+    for path in sorted(folder.glob("*.py")):
+        try:
+            tree = ast.parse(path.read_text())
+        except (OSError, SyntaxError, ValueError):
+            continue
+        if any(isinstance(node, ast.FunctionDef) and node.name == "get_config" for node in tree.body):
+            rows.append((path.name, ast.get_docstring(tree) or ""))
+    column = max((len(name) for name, _ in rows), default=0) + 2
+    indent = " " * (4 + column)
+    return "\n".join(textwrap.fill(doc_summary(doc, 2 * (width - len(indent))) or "-", width,
+                                   initial_indent=f"    {name.ljust(column)}", subsequent_indent=indent)
+                     for name, doc in rows)
+
+
 def _version() -> str:
     from metaplastic import __version__
 
     return __version__
 
 
+def version_line() -> str:
+    """'metaplastic 0.1.0 (jax 0.10.2, flax 0.12.8, backend cpu: 2 devices)': what a bug report needs.
+    The backend is started here (a second or two), so only `--version` asks for it."""
+    import importlib.metadata
+
+    def installed(name):
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
+
+    try:
+        import jax
+
+        devices = jax.devices()
+        backend = f"backend {jax.default_backend()}: {len(devices)} device{'s' if len(devices) != 1 else ''}"
+    except Exception as error:  # noqa: BLE001 - a version line reports a broken backend, it does not fail
+        reason = one_line(error)
+        backend = f"backend unavailable: {reason if len(reason) <= 150 else reason[:149] + '…'}"
+    return f"metaplastic {_version()} (jax {installed('jax')}, flax {installed('flax')}, {backend})"
+
+
+class _VersionAction(argparse.Action):
+    """`--version`, computed only when asked (the backend takes a moment to start)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_line())
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     shipped = _shipped_configs()
     parser = _Parser(prog="metaplastic", description=__doc__, epilog=MAIN_EPILOG,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"metaplastic {_version()}")
+    parser.add_argument("--version", action=_VersionAction,
+                        help="show the versions of metaplastic, jax and flax and the JAX backend, and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     def command(name, help, description=None, epilog=None, usage=None):
@@ -143,9 +211,9 @@ def _parser() -> argparse.ArgumentParser:
                     "resumes from --workdir.",
         usage="metaplastic train --config FILE[:VARIANT] --workdir DIR [--no-progress] "
               "[--config.FIELD=VALUE ...]",
-        epilog=TRAIN_EPILOG.format(shipped=shipped))
+        epilog=TRAIN_EPILOG.format(shipped=shipped, listing=config_file_listing(shipped / "train")))
     train.add_argument("--config", required=True, metavar="FILE[:VARIANT]",
-                       help="training config, e.g. experiments/train/quickstart.py:tiny")
+                       help="training config, e.g. experiments/train/digits.py:tiny")
     train.add_argument("--workdir", required=True, metavar="DIR",
                        help="where config, metrics and checkpoints go (created if missing)")
     train.add_argument("--no-progress", action="store_true",
@@ -157,7 +225,7 @@ def _parser() -> argparse.ArgumentParser:
                     "labels; writes results.json/.csv, report.md and pictures (resumes).",
         usage="metaplastic evaluate --config FILE[:VARIANT] --workdir DIR [--no-progress] "
               "[--config.FIELD=VALUE ...]",
-        epilog=EVALUATE_EPILOG.format(shipped=shipped))
+        epilog=EVALUATE_EPILOG.format(shipped=shipped, listing=config_file_listing(shipped / "eval")))
     evaluate.add_argument("--config", required=True, metavar="FILE[:VARIANT]",
                           help="study config, e.g. experiments/eval/datasets.py")
     evaluate.add_argument("--workdir", required=True, metavar="DIR",
@@ -183,6 +251,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--step", type=_step_or_best, default=None, metavar="N|best",
                         help="the saved θ-step to export (default: the latest; 0 = the initial θ; best = the "
                              "best-validated θ, kept when config.validation.every is set)")
+    export.add_argument("--recommended-steps", type=int, default=None, metavar="N",
+                        help="the inner steps load_rule(...).fit and apply_rule default to for this rule "
+                             "(write its model card's advice; default: none recorded, 1,000)")
     export.add_argument("--force", action="store_true", help="write into a non-empty OUT_DIR")
 
     snapshot = command(
@@ -291,9 +362,24 @@ def _cmd_train(args, overrides) -> int:
         return EXIT_PREEMPTED
     print(f"done: {summary['steps']} steps, {summary['skipped']} skipped, "
           f"{summary['steps_per_second']:.2f} steps/s, workdir {args.workdir}")
-    print(f"next: metaplastic evaluate --config experiments/eval/datasets.py "
-          f"--workdir {shlex.quote(str(workdir) + '_eval')} --config.rule_checkpoint={shlex.quote(str(workdir))}")
+    if "validation" in summary:
+        from metaplastic.core.validation import held_out_summary
+
+        print(held_out_summary(summary["validation"]))
+    print(f"next: {next_evaluation(config, workdir)}")
     return 0
+
+
+def next_evaluation(config, workdir: pathlib.Path) -> str:
+    """The command that evaluates what `train` just made: the best-validated θ if there is one, at the
+    inner-step counts it was trained for, beside the hand-designed rule, random init and raw input."""
+    rule = workdir / "best" if (workdir / "best" / "rule.json").is_file() else workdir
+    trained = (max(config.genome.objective_points) if config.get("trainer", "gradient") == "genome"
+               else max(config.schedule.horizon))
+    steps = tuple(s for s in (10, 30, 100, 300, 1000, 3000) if s <= trained)[-2:] or (trained,)
+    return (f"metaplastic evaluate --config experiments/eval/datasets.py:check "
+            f"--workdir {shlex.quote(str(workdir) + '_eval')} --config.rule_checkpoint={shlex.quote(str(rule))} "
+            f"--config.steps='{steps}'")
 
 
 def _cmd_evaluate(args, overrides) -> int:
@@ -307,6 +393,10 @@ def _cmd_evaluate(args, overrides) -> int:
     check_workdir(args.workdir)
     check_devices()
     results = evaluation.run_study(study, args.workdir, progress=_progress(args))
+    if results.get("shard"):
+        print(f"done: {len(results['cells'])} cells of a shard (config.only_*) in {args.workdir}/cells; "
+              f"when every shard is done, the same command without config.only_* writes the report")
+        return 0
     print(f"done: {len(results['cells'])} cells; report {args.workdir}/report.md")
     return 0
 
@@ -314,7 +404,7 @@ def _cmd_evaluate(args, overrides) -> int:
 def _cmd_config(args, overrides) -> int:
     from metaplastic.core import config as config_lib
 
-    base = config_lib.load_config_file(args.file, _shipped_configs())
+    base, about = config_lib.read_config_file(args.file, _shipped_configs())
     pairs = config_lib.parse_overrides(overrides)
     if _is_study(base):
         from metaplastic.core.evaluation import resolve_study
@@ -327,6 +417,7 @@ def _cmd_config(args, overrides) -> int:
     shown = " ".join([args.file, *map(shlex.quote, overrides)])
     print(f"# {shown}: resolved {kind}. Set a field with --config.FIELD=VALUE; "
           "[default: X] marks a value that is not the default.")
+    print("\n".join(file_lines(about, args.file.partition(":")[2])))
     print("\n".join(_aligned(lines)))
     return 0
 
@@ -337,6 +428,7 @@ def _cmd_export(args, _overrides) -> int:
 
     check_devices()
     workdir, target = pathlib.Path(args.workdir), pathlib.Path(args.out_dir)
+    _must_exist("WORKDIR", workdir)
     if not workdir.is_dir():
         raise UsageError(f"WORKDIR '{workdir}': not a directory (expected a `metaplastic train` workdir)")
     if target.exists() and not target.is_dir():
@@ -364,7 +456,7 @@ def _cmd_export(args, _overrides) -> int:
     if seconds is not None:
         extra["meta_training_seconds"] = round(seconds)
     extra["exported"] = datetime.date.today().isoformat()
-    save_rule(target, config, theta, extra=extra)
+    save_rule(target, config, theta, extra=extra, recommended_steps=args.recommended_steps)
     if rows:
         fields = [f for f in ("step", "meta_loss", "skipped", "horizon", "depth", "validation_loss") if f in rows[0]]
         with (target / "meta_training_curve.csv").open("w", newline="") as f:
@@ -384,6 +476,11 @@ def _save_curve(rows: list[dict], path: pathlib.Path, title: str) -> None:
     from metaplastic.core.evaluation.pictures import DPI, meta_training_curve_figure
 
     meta_training_curve_figure(rows, title).savefig(path, dpi=DPI)
+
+
+def _must_exist(what: str, path: pathlib.Path) -> None:
+    if not path.exists():
+        raise UsageError(f"{what} '{path}': does not exist (expected a `metaplastic train` workdir)")
 
 
 def _step_or_best(text: str):
@@ -416,6 +513,7 @@ def _cmd_snapshot(args, _overrides) -> int:
     from metaplastic.core.snapshot import export_snapshot
 
     check_devices()
+    _must_exist("WORKDIR", pathlib.Path(args.workdir))
     meta = export_snapshot(args.workdir, args.file)  # SnapshotError: one line
     size = pathlib.Path(args.file).stat().st_size / 1e6
     print(f"snapshot of step {meta['step']} ({meta.get('elapsed_seconds', 0) / 3600:.2f} h of meta-training) "
@@ -443,11 +541,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     rest, overrides = split_overrides(argv)
     args = _parser().parse_args(rest)  # --help, --version and argparse's one-line errors exit here
+    created = _missing_root(getattr(args, "workdir", None)) if args.command in ("train", "evaluate") else None
+    finished = False
     try:
         if overrides and args.command not in TAKES_OVERRIDES:
             raise UsageError(f"unrecognised argument '{overrides[0]}' (metaplastic {args.command} takes "
                              "no --config.FIELD overrides)")
-        return COMMANDS[args.command](args, overrides)
+        code = COMMANDS[args.command](args, overrides)
+        finished = code == 0
+        return code
     except UserError as error:  # a wrong input, said where it was found: one line
         print(f"metaplastic: error: {one_line(error)}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -460,6 +562,32 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("metaplastic: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if created is not None and not finished:
+            _remove_if_empty(created)
+
+
+def _missing_root(workdir: str | None) -> pathlib.Path | None:
+    """The outermost folder of `workdir` that does not exist yet (what a failed start must not leave
+    behind), or None when it exists."""
+    if not workdir or not str(workdir).strip():
+        return None
+    path = pathlib.Path(workdir).absolute()
+    if path.exists():
+        return None
+    while not path.parent.exists():
+        path = path.parent
+    return path
+
+
+def _remove_if_empty(root: pathlib.Path) -> None:
+    """Remove `root` if it holds no file but workdir locks (a start that failed before any work);
+    anything else in it is kept."""
+    if not root.is_dir():
+        return
+    if any(p.name != ".lock" and not p.is_dir() for p in root.rglob("*")):
+        return
+    shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,21 @@ def _is_study(config) -> bool:
     return "methods" in config or "datasets" in config or not any(k in config for k in COMPONENT_FIELDS)
 
 
+def file_lines(about, chosen: str = "") -> list[str]:
+    """`# ` lines of a config file's docstring and its variants (`core.config.ConfigFile`), the
+    `chosen` one marked; what `metaplastic config FILE` prints above the fields."""
+    lines = ["#"] + [f"# {line}".rstrip() for line in about.doc.splitlines()] if about.doc else []
+    if about.variants:
+        width = max(len(name) for name in about.variants) + 1
+        lines += ["#", f"# variants ({about.path.name}:NAME):"]
+        for name, summary in about.variants.items():
+            mark = "*" if name == chosen else " "
+            lines.append(f"# {mark} :{name.ljust(width)} {summary}".rstrip())
+    else:
+        lines += ["#", f"# variants: none ({about.path.name} takes no :NAME)"]
+    return lines + ["#"]
+
+
 def _comments(source: str) -> dict[int, tuple[str, bool]]:
     """line number -> (comment text, whether the line holds nothing else)."""
     out = {}
@@ -216,7 +231,9 @@ def _training_lines(config) -> list[tuple[str, str]]:
     component_sections = {kind + "_config" for kind in COMPONENT_FIELDS}
     for key in ordered(config.keys()):
         value = config[key]
-        if key in component_sections:
+        if key == "data_sources":
+            lines.extend(_data_source_lines(value))
+        elif key in component_sections:
             kind = key[: -len("_config")]
             lines.extend(_component_lines(kind, config[kind], value, key, f"{kind} '{config[kind]}'"))
         elif key in COMPONENT_FIELDS:
@@ -269,6 +286,16 @@ def _study_lines(config) -> list[tuple[str, str]]:
                 if not _same(entry[key], spec_defaults[key]):
                     doc = f"{doc}  [default: {_show(spec_defaults[key])}]".strip()
                 lines.append((f"config.datasets.{label}.{key} = {_show(entry[key])}", doc))
+    lines.extend(_data_source_lines(config.get("data_sources") or {}))
+    return lines
+
+
+def _data_source_lines(sections) -> list[tuple[str, str]]:
+    """Lines for `config.data_sources.<source>.<field>`: each configured source's fields."""
+    lines = []
+    for name in sections.keys():
+        lines.extend(_component_lines("data_source", name, sections[name], f"data_sources.{name}",
+                                      f"data_source '{name}'"))
     return lines
 
 
