@@ -10,6 +10,10 @@ Data sources are all consulted (none is chosen), so they are configured by name:
 `config.data_sources.<source>` holds the fields of each source that needs settings (training
 configs and studies alike), filled from that source's defaults; `--config.data_sources.<source>.<field>=v`
 adds the section on the command line.
+
+The module is ~530 lines because a config file, its variants, the overrides, every component's section
+(data sources included) and the training fields' checks are one path from a file to built components,
+and each step's one-line error names what the others define.
 """
 
 from __future__ import annotations
@@ -271,7 +275,7 @@ def _unknown_component_field(config, kind: str, leaf: str, shown: int = 8):
     fields = list(config[kind + "_config"].keys())
     close = difflib.get_close_matches(leaf, fields, n=1)
     listed = ", ".join(fields[:shown]) + (f", … ({len(fields)} in all)" if len(fields) > shown else "")
-    hint = f"; did you mean '{close[0]}'?" if close else ""
+    hint = f"; did you mean 'config.{kind}_config.{close[0]}'?" if close else ""
     registry = get_registry()
     others = []
     for name in registry.names(kind):

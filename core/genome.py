@@ -201,7 +201,7 @@ def train(config, workdir, progress: bool | str = True) -> dict:
     trainer = trainer_class(config)(config, workdir)
     summary = trainer.run(progress=progress)
     validator = trainer.validator
-    if validator is not None and validator.first_step >= 0 and not summary.get("preempted"):
+    if validator is not None and validator.first_step >= 0 and not summary.get("stopped"):
         summary["validation"] = {"start": validator.first_loss, "start_step": validator.first_step,
                                  "best": validator.best_loss, "best_step": validator.best_step,
                                  "random_init": validator.score_random_init(),

@@ -41,6 +41,9 @@ them) is a config field: filled from that default, and settable in the config fi
 fields are the config fields, and it is hashable and equal by value, which device-side components
 must be (rules, base models, objectives and unrolls are static arguments of jitted functions:
 equal settings share compiled code).
+
+The module is ~500 lines because it is where a plugin author reads every kind's contract (what its
+factory receives, shapes, dtypes, purity), so the contracts stay beside the interfaces they govern.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ update rule or base model is not registered here, but whose rule.json names the 
 refused in one line saying what to install. A meta-training workdir is read through its `config.json`
 and latest Orbax checkpoint.
 
-The module is ~620 lines because saving, loading, checking and fitting a rule share one file format
+The module is ~630 lines because saving, loading, checking and fitting a rule share one file format
 and one set of one-line errors; split, each part would repeat them.
 """
 
@@ -53,6 +53,9 @@ from metaplastic.core.ops.files import NpzError, read_npz, save_npz_atomic, writ
 from metaplastic.core.unroll import rule_features, run_inner_steps
 
 PRETRAINED_PREFIX = "pretrained:"
+# the shipped rule to use: load_rule() and the release studies' learned rule (it beats glyphs-v2 in 14 of the
+# release table's 15 cells, paired over seeds; README Results)
+RECOMMENDED_RULE = "pretrained:genome-glyphs-v1"
 FORMAT_VERSION = 1
 INPUT_SPEC = {"pixels": "[0, 1]", "layout": "flattened"}
 REQUIRED_KEYS = ("update_rule", "update_rule_config", "base_model", "base_model_config")
@@ -605,9 +608,9 @@ def _load_workdir(workdir: pathlib.Path) -> LearnedRule:
     return LearnedRule(rule, theta, {**config.to_dict(), "step": checkpoint_steps(workdir)[-1]}, str(workdir))
 
 
-def load_rule(source: str | os.PathLike) -> LearnedRule:
-    """Load a learned rule: a shipped one (`"pretrained:genome-glyphs-v1"`; `metaplastic plugins` lists
-    them), a rule folder (rule.json + theta.npz, from `save_rule` or `metaplastic export`), or a
+def load_rule(source: str | os.PathLike = RECOMMENDED_RULE) -> LearnedRule:
+    """Load a learned rule: a shipped one (`"pretrained:genome-glyphs-v1"`, the default: the recommended
+    rule; `metaplastic plugins` lists them), a rule folder (rule.json + theta.npz, from `save_rule` or `metaplastic export`), or a
     `metaplastic train` workdir (its latest intact checkpoint).
 
     Returns a `LearnedRule`: `.fit(x, widths=...)` trains a fresh base model, `metaplastic.apply_rule`

@@ -18,8 +18,6 @@ import functools
 import json
 import os
 import pathlib
-import signal
-import threading
 import time
 from typing import Any
 
@@ -37,6 +35,7 @@ from metaplastic.core.errors import UserError
 from metaplastic.core.estimation import reset_tasks
 from metaplastic.core.interfaces import Pytree, TruncationData, UpdateRule
 from metaplastic.core.metrics import MetricsWriter
+from metaplastic.core.progress import Progress, StopSignals, progress_mode
 from metaplastic.core.tasks import ArchitectureSampler, Schedule, TaskGroup, replacement_task, sample_group
 from metaplastic.core.ops.files import write_atomic
 from metaplastic.core.snapshot import load_snapshot
@@ -414,8 +413,10 @@ class MetaTrainer:
         """Train to config.num_steps, or until `max_seconds` of wall-clock time or `max_cpu_seconds` of
         this process's CPU time (all threads) have passed; save at exit.
 
-        `progress`: True = a tqdm bar; "lines" = a plain timestamped line every `LINE_SECONDS` (for logs
-        and pipes); False = nothing."""
+        `progress` (`core.progress`): True or "bar" = a tqdm bar; "lines" = a timestamped line every
+        `LINE_SECONDS` with done/total, rate and ETA (for logs and pipes); False or "off" = nothing.
+        SIGTERM or Ctrl-C stops it after the current θ-step, saved (`summary["stopped"]` names the
+        signal); a second Ctrl-C quits at once."""
         config = self.config
         primary = distributed.is_primary()
         if primary:
@@ -426,14 +427,16 @@ class MetaTrainer:
         if config.time_limit_seconds:
             max_seconds = min(max_seconds or float("inf"), config.time_limit_seconds)
         first_step, started, cpu_started = self.step, time.perf_counter(), time.process_time()
-        last_saved = self.step
-        bar, last_line = None, time.perf_counter()
-        if progress is True and primary:
-            from tqdm import tqdm
-
-            bar = tqdm(total=config.num_steps, initial=self.step, desc="meta-train", dynamic_ncols=True)
-        stop = _StopOnTerminate()
+        self._saved_step = self.step
+        reporter = Progress("meta-train", config.num_steps, self.step, unit="step",
+                            mode=progress_mode(progress) if primary else "off")
+        reporter.resuming_notice()
+        stop = StopSignals(reporter, then="saving it", quit_note=lambda: (
+            f"the same command resumes from step {self._saved_step}" if self._saved_step
+            else "nothing was saved yet: the same command starts again"))
         try:
+            if self.step < config.num_steps:
+                reporter.compiling_notice()
             if self.validator is not None and self.validator.first_step < 0 and primary:
                 scores = self.validator.observe(self.step, self.theta)  # the starting θ: what to beat
                 if writer:
@@ -457,20 +460,10 @@ class MetaTrainer:
                               f"{config.validation.patience} θ-steps (config.validation.patience)", flush=True)
                 if writer and (validated or self.step % config.log_every == 0 or self.step == config.num_steps):
                     writer.write(self.step, metrics)
-                if bar is not None:
-                    bar.update(1)
-                    rate = (self.step - first_step) / max(time.perf_counter() - started, 1e-9)
-                    bar.set_postfix(meta_loss=f"{metrics['meta_loss']:.4f}", steps_per_s=f"{rate:.2f}")
-                if progress == "lines" and primary and (time.perf_counter() - last_line >= LINE_SECONDS
-                                                        or self.step == config.num_steps):
-                    last_line = time.perf_counter()
-                    rate = (self.step - first_step) / max(last_line - started, 1e-9)
-                    print(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] step {self.step}/{config.num_steps} "
-                          f"meta_loss {metrics['meta_loss']:.4f} skipped {self.skipped} {rate:.2f} steps/s",
-                          flush=True)
+                reporter.update(self.step, note=f"meta_loss {metrics['meta_loss']:.4f} skipped {self.skipped}")
                 if self.step % config.checkpoint_every == 0:
                     self.save()
-                    last_saved = self.step
+                    self._saved_step = self.step
                 if self.consecutive_skipped >= config.max_consecutive_skipped:
                     raise TrainingError(
                         f"the last {self.consecutive_skipped} θ-steps were all skipped (non-finite meta-loss or "
@@ -483,48 +476,29 @@ class MetaTrainer:
                     "(non-finite meta-loss or meta-gradient; see skip_reason in "
                     f"{self.workdir / 'metrics.csv'}), so θ did not change")
         finally:
-            stop.restore()
             self._pending = None
             self._prefetcher.shutdown(wait=True, cancel_futures=True)
-            if self.step != last_saved:
+            if self.step != self._saved_step:
                 self.save()  # at exit, including KeyboardInterrupt
+                self._saved_step = self.step
             if writer:
                 writer.close()
-            if bar is not None:
-                bar.close()
+            reporter.close()
             self.checkpointer.close()
             if self._lock is not None:
                 self._lock.release()
+            stop.restore()  # only now: a second Ctrl-C during the last save still quits at once
         elapsed = time.perf_counter() - started
-        # preempted: SIGTERM stopped the run before num_steps (saved; the same command resumes it)
+        # stopped: the signal ("SIGTERM", "Ctrl-C") that stopped the run before num_steps (saved; the same
+        # command resumes it); preempted: that signal was SIGTERM
+        stopped = stop.signal if stop.signalled and self.step < config.num_steps else None
         return {"steps": self.step, "skipped": self.skipped, "seconds": elapsed,
-                "steps_per_second": (self.step - first_step) / max(elapsed, 1e-9),
-                "preempted": stop.signalled and self.step < config.num_steps}
-
-
-LINE_SECONDS = 30.0  # progress="lines": seconds between lines
+                "steps_run": self.step - first_step, "steps_per_second": (self.step - first_step) / max(elapsed, 1e-9),
+                "stopped": stopped, "preempted": stopped == "SIGTERM"}
 
 
 class TrainingError(UserError, RuntimeError):
     """Meta-training cannot go on (e.g. every recent step was skipped)."""
-
-
-class _StopOnTerminate:
-    """SIGTERM (a scheduler's preemption, `kill`) ends the loop after the current step, which is then saved."""
-
-    def __init__(self):
-        self.requested = False
-        self.signalled = False  # by SIGTERM (`requested` may also be set by the loop itself)
-        self._previous = None
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._request)
-
-    def _request(self, signum, frame):
-        self.requested = self.signalled = True
-
-    def restore(self):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
 
 
 def _use_compilation_cache(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:

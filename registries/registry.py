@@ -104,12 +104,14 @@ def _dist_name(dist) -> str:
 
 def _folder_key(dist) -> str | None:
     """The normalised distribution name from its `name-version.dist-info` folder, without reading
-    METADATA; None when the folder does not say (then the metadata is read)."""
-    folder = getattr(getattr(dist, "_path", None), "name", "")
-    stem, dot, suffix = folder.rpartition(".")
-    if not dot or suffix not in ("dist-info", "egg-info") or not stem:
+    METADATA; None when the folder does not say so plainly (then the metadata is read)."""
+    folder = str(getattr(getattr(dist, "_path", None), "name", ""))
+    if not folder.endswith(".dist-info"):
         return None
-    return re.sub(r"[-_.]+", "-", stem.partition("-")[0]).lower() or None
+    name, _, version = folder[: -len(".dist-info")].rpartition("-")
+    if not name or not version[:1].isdigit():
+        return None
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _not_a_hook(hook_name: str) -> str:

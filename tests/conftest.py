@@ -52,7 +52,7 @@ def make_distribution(root: pathlib.Path, dist: str, module: str, source: str,
                       entry_name: str | None = None) -> None:
     """Write an importable module plus a dist-info that advertises it in the `metaplastic` group."""
     (root / f"{module}.py").write_text(textwrap.dedent(source))
-    info = root / f"{dist.replace('-', '_')}-0.1.dist-info"  # as pip names it: importlib.metadata.version finds it
+    info = root / f"{dist}-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(f"[metaplastic]\n{entry_name or module} = {module}\n")

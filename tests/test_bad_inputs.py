@@ -1,5 +1,5 @@
 """Every user error ends in one line on stderr naming the culprit, exit status 2, no traceback, and
-an existing workdir keeps everything it had; a new workdir ({tmp}/new) gets no file but the lock.
+an existing workdir keeps everything it had; a new workdir ({tmp}/new) is not left behind.
 
 One row per bad input: the arguments (with {workdir}: an existing run's workdir, {tmp}: a scratch
 folder holding the bad files below, {snapshots}: snapshots of other runs) and the text the line must
@@ -68,6 +68,10 @@ ROWS = {
                                      "config.distributed: coordinator_address, process_id unset for a 2-process run"),
     "override without a value": (train("--config.num_steps"), "config.num_steps: no value given"),
     "unknown field": (train("--config.num_stepz=3"), "unknown config field 'config.num_stepz'"),
+    "the old rule's field after choosing another": (
+        train("--config.update_rule=hebbian", "--config.update_rule_config.hidden=8"),
+        "config.update_rule_config.hidden: not a field of update_rule 'hebbian' (fields: learning_rate, mode, "
+        "temperature) (hidden is a field of update_rule 'simple_local')"),
     # config files
     "unknown variant": (train(config="experiments/train/digits.py:nope"),
                         "experiments/train/digits.py: unknown variant 'nope' (known: tiny)"),
@@ -87,6 +91,9 @@ ROWS = {
     # data
     "missing dataset": (train("--config.task_family_config.datasets=('no_such_dataset',)"),
                         "dataset 'no_such_dataset' split 'train' is unavailable"),
+    "misspelt dataset": (train("--config.task_family_config.datasets=('digts',)", workdir=NEW),
+                         "dataset 'digts' split 'train' is unavailable: no data source knows the name; "
+                         "did you mean 'digits'"),
     "text file as npz": (train("--config.task_family_config.datasets=('{tmp}/broken.npz',)"),
                          "dataset '{tmp}/broken.npz' split 'train' (source npz): not a NumPy .npz file (it "
                          "starts with b'this'"),
@@ -135,9 +142,15 @@ ROWS = {
                                     "is not writable"),
     # evaluation
     "missing rule checkpoint": (["evaluate", "--config", "experiments/eval/datasets.py:quick", "--workdir",
-                                 "{tmp}/eval", "--config.rule_checkpoint={tmp}/no_run"], "'{tmp}/no_run'"),
-    # export
+                                 NEW, "--config.rule_checkpoint={tmp}/no_run"],
+                                "rule checkpoint '{tmp}/no_run': does not exist"),
+    "missing init_theta": (train("--config.init_theta={tmp}/no_run", workdir=NEW),
+                           "rule '{tmp}/no_run': does not exist"),
+    # export, snapshot
     "export of a folder that is no workdir": (["export", "{tmp}", "{tmp}/out"], "'{tmp}'"),
+    "export of a missing workdir": (["export", "{tmp}/no_run", "{tmp}/out"], "WORKDIR '{tmp}/no_run': does not exist"),
+    "snapshot of a missing workdir": (["snapshot", "{tmp}/no_run", "{tmp}/out.npz"],
+                                      "WORKDIR '{tmp}/no_run': does not exist"),
 }
 
 
@@ -224,7 +237,7 @@ def test_bad_input_is_one_line_exit_2(row, workdir, scratch, snapshots, capsys):
     assert culprit.format(**fill) in err, err
     assert contents(workdir) == before  # nothing in the existing workdir was lost or changed
     new = scratch / "new"
-    assert not new.exists() or not contents(new), contents(new)  # a new workdir: nothing written
+    assert not new.exists(), sorted(new.rglob("*"))  # a failed start leaves no workdir behind
 
 
 def test_config_time_refusals_come_before_the_workdir_is_touched(tmp_path, capsys):
@@ -303,10 +316,43 @@ def test_preempted_run_exits_75_and_the_snapshot_it_started_from_resumes_it(tmp_
     monkeypatch.setattr(MetaTrainer, "train_step", step_then_preempted)
     assert cli.main(command) == cli.EXIT_PREEMPTED == 75
     gc.collect()
-    assert capsys.readouterr().err.splitlines()[-1] == (
-        "metaplastic: preempted (SIGTERM): saved at step 4 of 6; run the same command to resume (exit status 75)")
+    err = capsys.readouterr().err.splitlines()
+    assert err[-2:] == [  # said at once (on stderr, as --no-progress), then where it stopped
+        "metaplastic: SIGTERM: stopping after step 4 of 6, then saving it",
+        "metaplastic: preempted (SIGTERM): saved at step 4 of 6; run the same command to resume (exit status 75)"]
     monkeypatch.setattr(MetaTrainer, "train_step", step)
     assert cli.main(command) == 0  # steps 5 and 6, from the checkpoint of step 4
     gc.collect()
     out, err = capsys.readouterr()
     assert out.startswith("done: 6 steps, ") and "error" not in err, (out, err)
+
+
+def test_a_misspelt_dataset_is_a_short_line_with_the_closest_names(capsys):
+    from metaplastic.core.data import load_dataset
+
+    with pytest.raises(UserError) as error:
+        load_dataset("fashon_mnist", "train")
+    message = str(error.value)
+    assert message.startswith("dataset 'fashon_mnist' split 'train' is unavailable: no data source knows the "
+                              "name; did you mean 'fashion_mnist'")
+    assert len(message) < 200 and "\n" not in message
+    assert capsys.readouterr().err == ""  # no library warnings (absl's, from TFDS) on the way
+
+
+def test_a_failed_start_leaves_no_workdir_but_never_removes_work(tmp_path, capsys):
+    nested = tmp_path / "runs" / "new" / "run"
+    assert cli.main(train("--config.task_family_config.datasets=('digts',)", workdir=str(nested))) == 2
+    gc.collect()
+    assert not (tmp_path / "runs").exists()  # the folders it would have created, all gone
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine\n")
+    assert cli.main(train("--config.task_family_config.datasets=('digts',)", workdir=str(kept / "run"))) == 2
+    gc.collect()
+    assert sorted(p.name for p in kept.iterdir()) == ["notes.txt"]
+    existing = tmp_path / "made_beforehand"  # a folder the user made is theirs, even empty
+    existing.mkdir()
+    assert cli.main(train("--config.task_family_config.datasets=('digts',)", workdir=str(existing))) == 2
+    gc.collect()
+    assert existing.is_dir()
+    assert "did you mean 'digits'" in capsys.readouterr().err

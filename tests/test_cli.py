@@ -51,6 +51,22 @@ def test_help_explains_overrides_with_an_example(capsys, command, where):
     assert where in out and "metaplastic config FILE[:VARIANT]" in out
 
 
+@pytest.mark.parametrize("command, folder, overrides, other", [
+    ("evaluate", "eval", "--config.rule_checkpoint=DIR", "--config.optimizer"),
+    ("train", "train", "--config.optimizer.learning_rate", "--config.rule_checkpoint")])
+def test_help_lists_every_shipped_config_file_and_its_own_overrides(capsys, command, folder, overrides, other):
+    """Every shipped file with a get_config (text.py too) and the first sentence of its docstring; a
+    study's help suggests study fields, a training config's help training fields."""
+    code, out, _ = run(capsys, command, "--help")
+    assert code == 0
+    shipped = [p for p in sorted((ROOT / "experiments" / folder).glob("*.py")) if "def get_config" in p.read_text()]
+    assert shipped and (folder != "eval" or "text.py" in [p.name for p in shipped])
+    listed = [line.split()[0] for line in out.splitlines() if line.startswith("    ") and line.split()[0].endswith(".py")]
+    assert listed == [p.name for p in shipped]
+    assert "Evaluation on real text available offline" in out or folder == "train"
+    assert overrides in out and other not in out
+
+
 def test_top_level_help_lists_every_command(capsys):
     code, out, _ = run(capsys, "--help")
     assert code == 0
@@ -58,9 +74,14 @@ def test_top_level_help_lists_every_command(capsys):
         assert command in out
 
 
-def test_version_is_the_package_version_and_pyprojects(capsys):
+def test_version_names_the_package_jax_flax_and_the_backend(capsys):
+    import importlib.metadata
+
     code, out, _ = run(capsys, "--version")
-    assert code == 0 and out.strip() == f"metaplastic {metaplastic.__version__}"
+    assert code == 0 and out.strip() == (
+        f"metaplastic {metaplastic.__version__} (jax {importlib.metadata.version('jax')}, flax "
+        f"{importlib.metadata.version('flax')}, backend {jax.default_backend()}: {len(jax.devices())} device"
+        f"{'s' if len(jax.devices()) != 1 else ''})")
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert pyproject["project"]["version"] == metaplastic.__version__
 
@@ -83,6 +104,50 @@ def test_config_prints_resolved_fields_defaults_and_docs(capsys):
     assert "# K choices (each compiles once)" in by_field["config.schedule.truncation_lengths"]
     assert "config.gradient_estimator_config" in by_field  # a component without fields still shows
     assert any(line.startswith("# optimizer: Adam on θ") for line in lines)  # a section's comment
+
+
+def test_config_prints_the_files_docstring_and_its_variants(capsys, tmp_path):
+    config_file = tmp_path / "mine.py"
+    config_file.write_text('''"""My study of things.
+
+More about them."""
+import ml_collections
+from metaplastic.core.config import apply_variant
+from metaplastic.experiments.train import default
+
+
+def small(config):
+    """Fewer steps. Not this sentence."""
+    config.num_steps = 3
+
+
+def bare(config):
+    config.num_steps = 4
+
+
+def get_config(arg=None):
+    return apply_variant(default.get_config(), arg, {"small": small, "bare": bare}, "mine.py")
+''')
+    code, out, err = run(capsys, "config", f"{config_file}:small")
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    head = lines[1:lines.index(next(line for line in lines if line.startswith("config.")))]
+    assert head == ["#", "# My study of things.", "#", "# More about them.", "#", "# variants (mine.py:NAME):",
+                    "# * :small  Fewer steps.", "#   :bare", "#"]
+    code, out, _ = run(capsys, "config", "experiments/train/default.py")
+    assert code == 0 and "# variants: none (default.py takes no :NAME)" in out
+    code, out, _ = run(capsys, "config", TINY)
+    assert code == 0 and any(line.startswith("# * :tiny") for line in out.splitlines())
+
+
+def test_every_shipped_variant_says_what_it_is():
+    from metaplastic.core import config as config_lib
+
+    for path in sorted((ROOT / "experiments").glob("*/*.py")):
+        if "def get_config" in path.read_text():
+            _, about = config_lib.read_config_file(str(path))
+            assert about.doc, path
+            assert all(about.variants.values()), (path, about.variants)  # each with its docstring
 
 
 def test_config_of_another_component_shows_its_fields(capsys):
@@ -117,7 +182,15 @@ def test_train_prints_the_next_command_and_no_progress_frames_into_a_pipe(traine
     assert (workdir / "checkpoints").is_dir()
 
 
-def test_progress_bar_only_on_a_terminal(monkeypatch):
+def test_train_draws_the_meta_training_curve_into_the_workdir(trained):
+    from PIL import Image
+
+    workdir = trained[0]
+    width, height = Image.open(workdir / "meta_training_curve.png").size
+    assert 400 <= width <= 1600 and height > 200
+
+
+def test_progress_bar_only_on_a_terminal_and_lines_elsewhere(monkeypatch):
     class Stream:
         def __init__(self, tty):
             self.tty = tty
@@ -128,12 +201,12 @@ def test_progress_bar_only_on_a_terminal(monkeypatch):
     args = type("Args", (), {"no_progress": False})()
     monkeypatch.setattr(sys, "stderr", Stream(True))
     monkeypatch.setattr(sys, "stdout", Stream(True))
-    assert cli._progress(args)
+    assert cli._progress(args) == "bar"
     monkeypatch.setattr(sys, "stdout", Stream(False))
-    assert not cli._progress(args)
+    assert cli._progress(args) == "lines"
     monkeypatch.setattr(sys, "stdout", Stream(True))
     args.no_progress = True
-    assert not cli._progress(args)
+    assert cli._progress(args) == "off"
 
 
 def test_export_writes_a_loadable_rule_folder(capsys, trained, tmp_path):

@@ -254,11 +254,23 @@ def test_tfds_reads_real_array_record_files_and_caches(isolated):
 
 # ---------------------------------------------------------------- everything missing
 
-def test_missing_everywhere_is_one_line_naming_every_source():
+def test_missing_everywhere_is_one_line_naming_the_sources_that_know_the_name():
+    """'mnist' is a name idx and tfds know: their how-tos, not every other source's 'only has ...'."""
     with pytest.raises(DatasetUnavailable) as missing:
         core_data.load_dataset("mnist", "train")
     text = str(missing.value)
     assert "\n" not in text
-    for source in SOURCES:
-        assert f"{source}: " in text
-    assert "tfds build mnist" in text and "METAPLASTIC_IDX_DIR" in text and "METAPLASTIC_NPZ_DIR" in text
+    assert [source for source in SOURCES if f"{source}: " in text] == ["idx", "tfds"]
+    assert "tfds build mnist" in text and "METAPLASTIC_IDX_DIR" in text and "only has" not in text
+
+
+def test_a_name_no_source_knows_gets_the_closest_names_or_how_to_bring_files():
+    with pytest.raises(DatasetUnavailable) as misspelt:
+        core_data.load_dataset("mnist_5j", "train")
+    assert str(misspelt.value) == ("dataset 'mnist_5j' split 'train' is unavailable: no data source knows the "
+                                   "name; did you mean 'mnist_5k', 'mnist'?")
+    with pytest.raises(DatasetUnavailable) as unknown:
+        core_data.load_dataset("zzqqxx", "train")
+    text = str(unknown.value)
+    assert "did you mean" not in text and "npz: " in text and "METAPLASTIC_NPZ_DIR" in text
+    assert "glyphs: " not in text and "only has" not in text

@@ -192,10 +192,13 @@ def _restored(workdir):
         checkpointer.close()
 
 
+GENOME_RUN_SUMMARY = {}
+
+
 @pytest.fixture(scope="module")
 def genome_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("genome") / "run"
-    _train(workdir)
+    GENOME_RUN_SUMMARY.update(_train(workdir))
     return workdir
 
 
@@ -269,3 +272,34 @@ def test_relative_change_is_the_step_measured_against_the_weights():
               for new, old in zip(BASE.layers(moved.params), BASE.layers(state.params))]
     got = float(PRIOR_NO_NETS.relative_change(theta, state, XS[0]))
     assert got == pytest.approx(float(np.mean(ratios)), rel=1e-5) and got > 1e-3
+
+
+def test_train_ends_with_the_held_out_score_beside_its_start_and_random_init(genome_run):
+    from metaplastic.cli import next_evaluation
+    from metaplastic.core.validation import Validator, held_out_summary
+
+    validation = GENOME_RUN_SUMMARY["validation"]
+    record = json.loads((genome_run / "best" / "rule.json").read_text())["validation"]
+    assert (validation["best"], validation["best_step"]) == (pytest.approx(record["validation_loss"]), record["step"])
+    assert validation["start_step"] == 0 and validation["start"] == pytest.approx(record["first_loss"])
+    # random init: the untrained networks on the same meta-batches, task by task without vmap
+    config = config_lib.resolve(config_lib.load_config_file("experiments/train/digits.py:tiny"), TINY_GENOME)
+    components = config_lib.build_components(config)
+    validator = Validator(config, components.rule, components.objective, genome_run / "elsewhere")
+    losses = []
+    for tasks in validator.tasks:
+        for i in range(tasks.unlabeled.shape[0]):
+            state = jax.tree.map(lambda a: a[i], tasks.states)
+            for p in range(len(validator.points)):
+                batch_a, batch_b = jax.tree.map(lambda a: a[i, p], (tasks.meta_a, tasks.meta_b))
+                features = functools.partial(components.rule.features, state)
+                losses.append(float(components.objective.loss(features, batch_a, batch_b)))
+    assert validation["random_init"] == pytest.approx(np.mean(losses), rel=1e-5)
+    line = held_out_summary(validation)
+    assert f"best θ {validation['best']:.4f}" in line and f"random init {validation['random_init']:.4f}" in line
+    verdict = line.rsplit(": ", 1)[1]
+    assert (verdict == "better than its start and than random init") == (
+        validation["best"] < validation["start"] and validation["best"] < validation["random_init"])
+    command = next_evaluation(config, genome_run)
+    assert "datasets.py:check" in command and f"rule_checkpoint={genome_run / 'best'}" in command
+    assert "--config.steps='(6,)'" in command  # within what it was trained for: objective points (2, 6)

@@ -15,8 +15,8 @@ from sklearn.linear_model import LogisticRegression
 
 import metaplastic
 from metaplastic.core import config as config_lib
-from metaplastic.core.interfaces import BaseModel, LayerActivation
 from metaplastic.core.errors import UserError
+from metaplastic.core.interfaces import BaseModel, LayerActivation
 from metaplastic.core.rules import (DEFAULT_STEPS, LearnedRule, RuleError, load_rule, save_rule, theta_arrays,
                                      theta_sha256)
 from metaplastic.core.trainer import MetaTrainer
@@ -45,7 +45,7 @@ def test_shipped_rules_are_registered_with_provenance():
     assert 0 < v1.description["meta_training_steps"] < v2.description["meta_training_steps"]
     with pytest.raises(Exception, match="unknown pretrained_rule 'glyphs-v0'"):
         metaplastic.load_rule("pretrained:glyphs-v0")
-    with pytest.raises(ValueError, match="not a pretrained name"):
+    with pytest.raises(ValueError, match="'/nonexistent/rule': does not exist"):
         metaplastic.load_rule("/nonexistent/rule")
 
 
@@ -70,6 +70,13 @@ def test_save_load_round_trip_from_workdir(tmp_path):
     assert saved["format_version"] == 1 and saved["metaplastic_version"] == metaplastic.__version__
     assert saved["input_spec"] == {"pixels": "[0, 1]", "layout": "flattened"}
     assert saved["theta_sha256"] == theta_sha256(theta_arrays(trainer.theta))
+
+    from metaplastic.cli import main  # export writes with the same save_rule, and records recommended steps
+    assert main(["export", str(tmp_path / "run"), str(tmp_path / "exported"), "--recommended-steps", "30"]) == 0
+    exported = load_rule(tmp_path / "exported")
+    assert exported.recommended_steps == 30 and from_folder.recommended_steps == DEFAULT_STEPS
+    assert exported.description["theta_sha256"] == saved["theta_sha256"]
+    assert exported.description["update_rule_package"] == {"name": "metaplastic", "version": metaplastic.__version__}
 
 
 # ---------------------------------------------------------------- numbers you can trust
@@ -339,11 +346,12 @@ def metaplastic_update_rules():
 
 
 def test_a_rule_from_a_package_that_is_not_installed_says_what_to_install(tmp_path, monkeypatch, fresh_registry):
-    from conftest import make_distribution
-
-    site = tmp_path / "site"
-    site.mkdir()
-    make_distribution(site, "decay-rules", "decay_rules", DECAY_RULE)
+    site = tmp_path / "site"  # an installed distribution `decay-rules`, laid out as pip installs one
+    info = site / "decay_rules-0.1.dist-info"
+    info.mkdir(parents=True)
+    (site / "decay_rules.py").write_text(DECAY_RULE)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: decay-rules\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[metaplastic]\ndecay = decay_rules\n")
     monkeypatch.syspath_prepend(str(site))
     rule = fresh_registry().get("update_rule", "decay")(base_model=get_registry().get("base_model", "mlp_bn")())
     config = {"update_rule": "decay", "update_rule_config": {"rate": 0.5}, "base_model": "mlp_bn",
@@ -398,3 +406,13 @@ def test_run_study_runs_a_study_config_with_overrides(tmp_path):
     written = json.loads((tmp_path / "results.json").read_text())
     assert len(results["cells"]) == len(written["cells"]) > 0
     assert {cell["seed"] for cell in written["cells"]} == {0}
+
+
+def test_the_recommended_rule_is_load_rules_default_and_the_release_studies_rule():
+    from metaplastic.core.config import load_config_file
+    from metaplastic.core.rules import RECOMMENDED_RULE, load_rule
+
+    assert load_rule().description == load_rule(RECOMMENDED_RULE).description
+    assert load_rule().description["update_rule"] == "metz2019"
+    for study in ("datasets", "text", "architectures"):
+        assert load_config_file(f"experiments/eval/{study}.py:release").rule_checkpoint == RECOMMENDED_RULE

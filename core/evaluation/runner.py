@@ -29,6 +29,7 @@ from metaplastic.core.interfaces import (Architecture, BaseModel, DatasetUnavail
                                          EvaluationError, FeatureModel, Pytree, TrainingProblem,
                                          UpdateRule)
 from metaplastic.core.ops.files import write_atomic
+from metaplastic.core.progress import Progress, StopSignals, progress_mode
 from metaplastic.core.unroll import rule_features, run_inner_steps
 
 
@@ -179,9 +180,12 @@ def _architecture(config, input_dim: int, arch) -> Architecture:
     return Architecture(input_dim, (int(width),) * int(depth) + (int(config.top_width),))
 
 
-def run_study(config: ml_collections.ConfigDict, workdir: str | os.PathLike, progress: bool = True,
+def run_study(config: ml_collections.ConfigDict, workdir: str | os.PathLike, progress: bool | str = True,
               log: Callable[[str], None] = print) -> dict:
-    """Compute (or reuse) every cell, then write results.json, results.csv, report.md and pictures."""
+    """Compute (or reuse) every cell, then write results.json, results.csv, report.md and pictures.
+
+    `progress`: as `MetaTrainer.run`'s (`core.progress`). SIGTERM or Ctrl-C stops it after the current
+    cell: it returns {"stopped": the signal's name, "cells_done", "cells_total"} and writes no report."""
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     store = CellStore(workdir / "cells")
@@ -214,37 +218,46 @@ def run_study(config: ml_collections.ConfigDict, workdir: str | os.PathLike, pro
     units = [(d, a, s, m) for d in datasets for a in config.architectures
              for s in range(config.seeds) for m in methods if in_shard(config, d, s, m)]
     total = len(units) * len(steps) * len(config.shots)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, desc=f"evaluate {config.name}", dynamic_ncols=True)
+    planned = []  # per unit: its architecture, its cells' keys, and the cells already computed
+    for dataset_label, arch_spec, seed, method_label in units:
+        spec, data = datasets[dataset_label]
+        method = methods[method_label]
+        arch = _architecture(config, data.x_train.shape[1], arch_spec)
+        keys = {}
+        for n_steps in steps:
+            for shots in config.shots:
+                keys[n_steps, shots] = {
+                    **common, "method": method_label, "method_settings": method.identity(),
+                    "dataset": dataclasses.asdict(spec), "dataset_used": data.dataset,
+                    "arch": list(arch.widths), "input_dim": arch.input_dim, "seed_index": seed,
+                    "steps": n_steps, "shots": shots, "readouts": readouts}
+        planned.append((arch, keys, {k: store.get(key) for k, key in keys.items()}))
+    cached = sum(result is not None for _, _, done in planned for result in done.values())
+    reporter = Progress(f"evaluate {config.name}", total, cached, unit="cell", mode=progress_mode(progress))
+    if cached >= total:
+        reporter.notice(f"already complete: {total} of {total} cells (in {store.directory}); writing the report")
+    else:
+        reporter.notice(f"{total - cached} of {total} cells to compute ({cached} cached in {store.directory})")
+    stop = StopSignals(reporter, then="keeping it", quit_note=lambda: (
+        f"the cells computed so far are kept in {store.directory}: the same command resumes"))
     records = []
     try:
-        for dataset_label, arch_spec, seed, method_label in units:
+        for (dataset_label, arch_spec, seed, method_label), (arch, keys, done) in zip(units, planned):
+            if stop.requested:
+                break
             spec, data = datasets[dataset_label]
             method = methods[method_label]
-            arch = _architecture(config, data.x_train.shape[1], arch_spec)
-            keys = {}
-            for n_steps in steps:
-                for shots in config.shots:
-                    keys[n_steps, shots] = {
-                        **common, "method": method_label, "method_settings": method.identity(),
-                        "dataset": dataclasses.asdict(spec), "dataset_used": data.dataset,
-                        "arch": list(arch.widths), "input_dim": arch.input_dim, "seed_index": seed,
-                        "steps": n_steps, "shots": shots, "readouts": readouts}
-            done = {k: store.get(key) for k, key in keys.items()}
             pending = [k for k, result in done.items() if result is None]
-            if bar is not None:
-                bar.update(len(keys) - len(pending))
-                bar.set_postfix_str(f"{method_label} | {dataset_label} | {arch_spec} | seed {seed}")
             if pending:
                 split = seed_split(config, spec, data, seed)
                 for cell, result in _compute_unit(config, method, base_model, arch, data, split, seed,
                                                   pending, readouts, keys, store):
                     done[cell] = result
-                    if bar is not None:
-                        bar.update(1)
+                    reporter.update(note=f"{method_label} | {dataset_label} | {arch_spec} | seed {seed}")
+                    if stop.requested:
+                        break
+            if stop.requested and any(result is None for result in done.values()):  # stopped within the unit
+                break
             for (n_steps, shots), result in done.items():
                 records.append({"method": method_label, "dataset": dataset_label,
                                 "arch": f"{arch_spec[0]}x{arch_spec[1]}", "depth": arch_spec[0],
@@ -252,8 +265,10 @@ def run_study(config: ml_collections.ConfigDict, workdir: str | os.PathLike, pro
                                 "accuracy": result["accuracy"], "finite": result["finite"],
                                 "filters": result.get("filters")})
     finally:
-        if bar is not None:
-            bar.close()
+        reporter.close()
+        stop.restore()
+    if stop.signalled and reporter.done < total:  # stopped early: the cells so far are kept, no report
+        return {"stopped": stop.signal, "cells_done": reporter.done, "cells_total": total}
     if is_shard(config):
         return {"shard": True, "cells": records, "datasets": status}
     return write_results(config, workdir, records, methods, datasets, status, store)

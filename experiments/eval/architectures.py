@@ -20,6 +20,7 @@ WIDTHS = (32, 64, 128, 256, 512, 1024)
 
 
 def quick(config):
+    """Shrunk for tests: three tiny architectures, 2 seeds, 3 steps, digits 5–9."""
     shrink(config, architectures=((1, 8), (3, 8), (1, 24)), steps=(3,), shots=(2,))
     config.datasets.digits_5_9.max_test = 100
 

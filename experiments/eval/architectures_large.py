@@ -13,6 +13,7 @@ from metaplastic.experiments.eval import architectures
 
 
 def quick(config):
+    """Shrunk for tests: `architectures.py:quick` at one 64-unit layer."""
     architectures.quick(config)
     config.architectures = ((1, 64),)
 

@@ -6,7 +6,8 @@ and checks (`core.evaluation.study`); variants go through `core.config.apply_var
 
 import ml_collections
 
-RECOMMENDED_RULE = "pretrained:genome-glyphs-v1"  # beats glyphs-v2 in 14 of the release table's 15 cells
+from metaplastic.core.rules import RECOMMENDED_RULE
+
 
 METHODS = dict(
     learned=dict(method="update_rule"),  # the study's rule_checkpoint (else `rule`, untrained)

@@ -19,6 +19,7 @@ from metaplastic.experiments.eval.common import METHODS, release, shrink, study_
 
 
 def quick(config):
+    """Shrunk for tests: digits 5–9 and 0–4, 2 seeds, tiny networks, 5 steps, 1 and 5 shots."""
     shrink(config, steps=(5,), shots=(1, 5))
     config.datasets = ml_collections.ConfigDict(dict(
         digits_5_9=dict(dataset="digits", classes=(5, 6, 7, 8, 9), required=True, max_test=100),
@@ -42,6 +43,7 @@ def check(config):
 
 
 def release_table(config):
+    """The README's shipped-rule table: held-out datasets only, 5 seeds, 10 labels per class, 100 / 1,000 / 3,000 steps."""
     release(config, steps=(100, 1000, 3000))
     config.description = "Few-shot accuracy of each method on held-out datasets."
     del config.datasets["digits_0_4_train"]

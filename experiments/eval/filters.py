@@ -17,6 +17,7 @@ from metaplastic.experiments.eval.common import METHODS, shrink, study_config
 
 
 def quick(config):
+    """Shrunk for tests: one seed on digits 5–9, 3 steps."""
     shrink(config, seeds=1, steps=(3,), shots=(2,))
     config.datasets = ml_collections.ConfigDict(dict(
         digits_5_9=dict(dataset="digits", classes=(5, 6, 7, 8, 9), required=True, max_test=100)))

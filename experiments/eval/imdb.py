@@ -17,6 +17,7 @@ from metaplastic.experiments.eval.common import METHODS, shrink, study_config
 
 
 def quick(config):
+    """Shrunk for tests: 2 seeds, tiny networks, 1 and 4 steps, 100 test reviews."""
     shrink(config, steps=(1, 4), shots=(2,))
     config.datasets.imdb.max_test = 100
 

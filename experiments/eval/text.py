@@ -21,6 +21,7 @@ from metaplastic.experiments.eval.common import METHODS, release, shrink, study_
 
 
 def quick(config):
+    """Shrunk for tests: 2 seeds, tiny networks, 200 unlabelled and 100 test packages."""
     shrink(config, steps=(1, 4), shots=(2,))
     for label in config.datasets:
         config.datasets[label].max_unlabeled = 200
@@ -28,6 +29,7 @@ def quick(config):
 
 
 def release_table(config):
+    """The README's text table: 5 seeds, 1 to 1,000 steps, the release rules."""
     release(config, steps=(1, 10, 100, 1000))
 
 

@@ -15,6 +15,7 @@ from metaplastic.experiments.eval.common import METHODS, shrink, study_config
 
 
 def quick(config):
+    """Shrunk for tests: digits 5–9, 2 seeds, tiny networks, 1 and 4 steps."""
     shrink(config, steps=(1, 4), shots=(2,))
     config.datasets = ml_collections.ConfigDict(dict(
         digits_5_9=dict(dataset="digits", classes=(5, 6, 7, 8, 9), required=True, max_test=100)))

@@ -11,6 +11,7 @@ from metaplastic.experiments.train import default
 
 
 def tiny(config):
+    """Everything shrunk for tests: 6 θ-steps of 2 tasks on a 16-unit network, horizons of 4 steps."""
     config.num_steps = 6
     config.tasks_per_step = 2
     config.batch_size = 16

@@ -22,6 +22,7 @@ from metaplastic.experiments.train import default
 
 
 def glyphs_v2(config):
+    """The recipe that made pretrained:glyphs-v1/v2: lockstep phases, truncated backprop, horizons to 1,000."""
     config.schedule.horizon = (50, 1000)
     config.schedule.phases = "lockstep"
     config.gradient_estimator = "truncated_backprop"
@@ -29,6 +30,7 @@ def glyphs_v2(config):
 
 
 def metz2019(config):
+    """The paper's rule instead of the simple local rule (lockstep, truncated backprop, horizons to 1,000)."""
     glyphs_v2(config)  # no recipe has been measured to beat lockstep truncated backprop for metz2019 yet
     config.update_rule = "metz2019"
     config.remat = True  # without it, K=10 needs ~10 GiB per task (see experiments/train/paper.py)

@@ -20,6 +20,7 @@ VALIDATION_CLASSES = tuple(range(36, 62))   # a–z: validation classes (held-ou
 
 
 def tiny(config):
+    """Everything shrunk for tests: 3 generations of 2 tasks, a population of 4, 8-unit networks."""
     config.num_steps = 3
     config.tasks_per_step = 2
     config.batch_size = 8

@@ -6,7 +6,7 @@
 
 The public API, imported from here (each with its own docstring):
 
-    load_rule(source)                        a shipped rule, a rule folder or a train workdir -> LearnedRule
+    load_rule(source=RECOMMENDED)            a shipped rule, a rule folder or a train workdir -> LearnedRule
     LearnedRule                              what load_rule returns: .fit, .run, .recommended_steps
     apply_rule(rule, module, params, x)      train the Dense layers of your own flax.linen MLP with a rule
     save_rule(directory, rule, theta=None)   a LearnedRule (or a run's config with θ) as a rule folder

@@ -4,8 +4,8 @@ Every command that takes a config accepts overrides of any of its fields after t
 options, as `--config.FIELD=VALUE` or `--config.FIELD VALUE` (absl / ml_collections style).
 A user error (any `metaplastic.core.errors.UserError`: a bad config, field, value, path, file,
 dataset or workdir) ends in one line on stderr and exit status 2; anything else is a bug and keeps
-its traceback. A `train` that SIGTERM stopped before num_steps saves and exits with status 75
-(EX_TEMPFAIL): run the same command again to resume.
+its traceback. A `train` or `evaluate` that SIGTERM stopped saves and exits with status 75
+(EX_TEMPFAIL), one that Ctrl-C stopped with status 130: run the same command again to resume.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ from metaplastic.core.errors import UserError, one_line
 
 EXIT_USER_ERROR = 2
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by SIGTERM before num_steps, saved; the same command resumes
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
+NO_PROGRESS_HELP = ("no progress bar on a terminal, and no progress lines (done/total, rate, ETA every 30 s) "
+                    "into a file or a pipe")
 
 OVERRIDES_HELP = """\
 overrides:
@@ -46,6 +49,8 @@ overrides:
   --config.rule_checkpoint=DIR (a `metaplastic train` workdir, a rule folder from
   `metaplastic export`, or pretrained:NAME), --config.seeds=5, --config.steps='(100, 1000)',
   --config.shots='(1, 10)'. A misspelt field or a wrong type stops with one line.
+  --config.datasets.LABEL.dataset=NAME adds a dataset (your own: a data source's name or
+  an .npz path); --config.data_sources.SOURCE.FIELD=VALUE configures a data source.
   `metaplastic config FILE[:VARIANT]` lists every field with its default and meaning."""
 
 TRAIN_EPILOG = f"""\
@@ -67,7 +72,9 @@ configs:
 The workdir gets config.json, metrics.csv, tensorboard/ and checkpoints/; the same
 command resumes an interrupted run from its latest checkpoint. Exit status: 0 when done
 (num_steps, or config.time_limit_seconds), 2 for a user error, 75 when SIGTERM (a
-scheduler's preemption) stopped it early: it saved first, so requeue the same command."""
+scheduler's preemption) stopped it early: it saved first, so requeue the same command.
+Ctrl-C also stops it after the current step, saved (exit status 130); a second Ctrl-C
+quits at once, leaving the latest checkpoint to resume from."""
 
 EVALUATE_EPILOG = f"""\
 {STUDY_OVERRIDES_HELP}
@@ -216,8 +223,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="training config, e.g. experiments/train/digits.py:tiny")
     train.add_argument("--workdir", required=True, metavar="DIR",
                        help="where config, metrics and checkpoints go (created if missing)")
-    train.add_argument("--no-progress", action="store_true",
-                       help="no progress bar (also off when stdout or stderr is not a terminal)")
+    train.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
 
     evaluate = command(
         "evaluate", "evaluate learned rules against baselines on held-out data (resumes)",
@@ -230,8 +236,7 @@ def _parser() -> argparse.ArgumentParser:
                           help="study config, e.g. experiments/eval/datasets.py")
     evaluate.add_argument("--workdir", required=True, metavar="DIR",
                           help="where results, report and cached cells go (created if missing)")
-    evaluate.add_argument("--no-progress", action="store_true",
-                          help="no progress bar (also off when stdout or stderr is not a terminal)")
+    evaluate.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
 
     show = command(
         "config", "print a resolved config: every field, its value, default and meaning",
@@ -290,9 +295,21 @@ def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
     return rest, overrides
 
 
-def _progress(args) -> bool:
-    """A progress bar only for a person watching: never into a file or a pipe (logs stay readable)."""
-    return not args.no_progress and _isatty(sys.stdout) and _isatty(sys.stderr)
+def _progress(args) -> str:
+    """The `core.progress` mode: a bar for a person watching, timestamped lines (done/total, rate, ETA)
+    into a file or a pipe (logs stay readable, no bar frames), nothing with --no-progress."""
+    if args.no_progress:
+        return "off"
+    return "bar" if _isatty(sys.stdout) and _isatty(sys.stderr) else "lines"
+
+
+def _stopped(signal_name: str, where: str) -> int:
+    """Say where a run that SIGTERM or Ctrl-C stopped (`where`: "saved at step N of M") and how it goes on;
+    the exit status: 75 for SIGTERM (schedulers requeue), 130 for Ctrl-C."""
+    code = EXIT_PREEMPTED if signal_name == "SIGTERM" else EXIT_INTERRUPTED
+    how = "preempted (SIGTERM)" if signal_name == "SIGTERM" else f"interrupted ({signal_name})"
+    print(f"metaplastic: {how}: {where}; run the same command to resume (exit status {code})", file=sys.stderr)
+    return code
 
 
 def _isatty(stream) -> bool:
@@ -354,14 +371,14 @@ def _cmd_train(args, overrides) -> int:
     _refuse_other_kind(base, args.config, "train")
     config = config_lib.resolve(base, config_lib.parse_overrides(overrides))
     workdir = check_workdir(args.workdir)
-    # a bar for a person watching; plain timestamped lines into a log or a pipe
-    summary = train(config, args.workdir, progress=_progress(args) or ("lines" if not args.no_progress else False))
-    if summary.get("preempted"):
-        print(f"metaplastic: preempted (SIGTERM): saved at step {summary['steps']} of {config.num_steps}; "
-              f"run the same command to resume (exit status {EXIT_PREEMPTED})", file=sys.stderr)
-        return EXIT_PREEMPTED
-    print(f"done: {summary['steps']} steps, {summary['skipped']} skipped, "
-          f"{summary['steps_per_second']:.2f} steps/s, workdir {args.workdir}")
+    summary = train(config, args.workdir, progress=_progress(args))
+    if summary.get("stopped"):
+        return _stopped(summary["stopped"], f"saved at step {summary['steps']} of {config.num_steps}")
+    if summary["steps_run"] == 0 and summary["steps"] >= config.num_steps:
+        print(f"already complete: {summary['steps']} of {config.num_steps} steps, workdir {args.workdir}")
+    else:
+        print(f"done: {summary['steps']} steps, {summary['skipped']} skipped, "
+              f"{summary['steps_per_second']:.2f} steps/s, workdir {args.workdir}")
     if "validation" in summary:
         from metaplastic.core.validation import held_out_summary
 
@@ -393,6 +410,9 @@ def _cmd_evaluate(args, overrides) -> int:
     check_workdir(args.workdir)
     check_devices()
     results = evaluation.run_study(study, args.workdir, progress=_progress(args))
+    if results.get("stopped"):
+        return _stopped(results["stopped"], f"{results['cells_done']} of {results['cells_total']} cells done, "
+                        f"kept in {args.workdir}/cells")
     if results.get("shard"):
         print(f"done: {len(results['cells'])} cells of a shard (config.only_*) in {args.workdir}/cells; "
               f"when every shard is done, the same command without config.only_* writes the report")
@@ -561,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("metaplastic: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     finally:
         if created is not None and not finished:
             _remove_if_empty(created)
@@ -580,13 +600,19 @@ def _missing_root(workdir: str | None) -> pathlib.Path | None:
     return path
 
 
+# what a start writes before any work: the workdir lock, and JAX's compilation cache (the trainer's
+# default, <workdir>/compilation_cache: rebuilt by the next run)
+DISPOSABLE = (".lock", "compilation_cache")
+
+
 def _remove_if_empty(root: pathlib.Path) -> None:
-    """Remove `root` if it holds no file but workdir locks (a start that failed before any work);
-    anything else in it is kept."""
+    """Remove `root` if it holds nothing but what a start writes before any work (DISPOSABLE), as a
+    start that failed leaves it; anything else in it is kept."""
     if not root.is_dir():
         return
-    if any(p.name != ".lock" and not p.is_dir() for p in root.rglob("*")):
-        return
+    for path in root.rglob("*"):
+        if not path.is_dir() and not any(part in DISPOSABLE for part in path.relative_to(root).parts):
+            return
     shutil.rmtree(root, ignore_errors=True)
 
 
