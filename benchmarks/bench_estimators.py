@@ -3,7 +3,7 @@
     python benchmarks/bench_estimators.py [--seconds 90] [--estimators pes,truncated_es] [--config.x=y ...]
 
 Each estimator meta-trains from the same initial θ on the same config (default:
-the quickstart) for `--seconds` of wall-clock, after compiling every
+digits.py) for `--seconds` of wall-clock, after compiling every
 (architecture, truncation length) shape it will meet so compile time does not
 count against it. θ is then scored on one fixed set of task draws from the
 same distribution, not seen in training (every architecture bucket,

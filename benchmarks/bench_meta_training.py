@@ -11,7 +11,7 @@
 1. inner-step FLOP/s ÷ jitted-matmul FLOP/s (simple_local; metz2019 when registered)   goal ≥ 30 %
 2. meta-gradient time ÷ forward-only unroll time, K inner steps                          goal ≤ 4×
 3. compiled temp memory of a meta-gradient at K = 10, 50, 200, with and without remat: growth exponent
-4. compile seconds ÷ total seconds of a quickstart meta-training run (cold and warm cache) goal ≤ 10 %
+4. compile seconds ÷ total seconds of a digits meta-training run (cold and warm cache) goal ≤ 10 %
 5. tasks/s of a meta-gradient step vs meta-batch size T on one device
 6. profile: forward and gradient time of each part of metz2019's inner step inside a scan,
    and XLA's convolution against the matmul form the rule uses
@@ -99,8 +99,8 @@ def build_objective():
 RULE_SIZES = {"simple_local": (16, 10), "metz2019": (1, 4)}
 # what the command line changed (--rules, --tasks, --steps, --remat, --matmul-*; see main)
 OPTIONS = {"rules": None, "tasks": None, "steps": None, "remat": None, "gradients": "plain", "matmul_size": 1024,
-           "matmul_dtypes": ("fp32",), "lengths": (10, 50, 200), "quickstart_widths": (64, 64, 32),
-           "quickstart_batch": None, "scan_unroll": (1,)}
+           "matmul_dtypes": ("fp32",), "lengths": (10, 50, 200), "digits_widths": (64, 64, 32),
+           "digits_batch": None, "scan_unroll": (1,)}
 DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
 
 
@@ -270,8 +270,8 @@ COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/j
                   "/jax/core/compile/backend_compile_duration")
 
 
-def quickstart_run(workdir: str, seconds: float, cache: bool) -> dict:
-    """Meta-train the quickstart for `seconds`; report compile and total seconds (runs in a child)."""
+def digits_run(workdir: str, seconds: float, cache: bool) -> dict:
+    """Meta-train the digits for `seconds`; report compile and total seconds (runs in a child)."""
     from metaplastic.core import config as config_lib
     from metaplastic.core.trainer import MetaTrainer
 
@@ -292,7 +292,7 @@ def quickstart_run(workdir: str, seconds: float, cache: bool) -> dict:
 
 def section_compile(args) -> None:
     seconds = args.minutes * 60
-    print(f"\n4. compile seconds ÷ total seconds, quickstart meta-training for {args.minutes:g} min "
+    print(f"\n4. compile seconds ÷ total seconds, digits meta-training for {args.minutes:g} min "
           "(goal ≤ 10 %)")
     with tempfile.TemporaryDirectory() as tmp:
         for label, cache, duration in (("cold cache", True, seconds), ("warm cache", True, seconds),
@@ -302,7 +302,7 @@ def section_compile(args) -> None:
                 import shutil
                 shutil.copytree(os.path.join(tmp, "cold_cache", "compilation_cache"),
                                 os.path.join(workdir, "compilation_cache"))
-            child = subprocess.run([sys.executable, __file__, "--quickstart-run", workdir, str(duration),
+            child = subprocess.run([sys.executable, __file__, "--digits-run", workdir, str(duration),
                                     str(cache)], capture_output=True, text=True)
             if child.returncode:
                 print(f"   {label}: failed\n{child.stderr[-2000:]}")
@@ -328,9 +328,9 @@ def section_vectorisation(args) -> None:
         config = config_lib.resolve(config_lib.load_config_file("experiments/train/digits.py"))
         components = config_lib.build_components(config)
         rule, objective = components.rule, components.objective
-        arch = Architecture(components.family.input_dim, OPTIONS["quickstart_widths"])
-        batch = OPTIONS["quickstart_batch"] or config.batch_size
-        shapes = "quickstart shapes"
+        arch = Architecture(components.family.input_dim, OPTIONS["digits_widths"])
+        batch = OPTIONS["digits_batch"] or config.batch_size
+        shapes = "digits shapes"
     remats = remat_choices((False,))
     print(f"\n5. meta-gradient tasks/s vs meta-batch T on one device ({shapes}: "
           f"arch {arch.input_dim}-{'-'.join(map(str, arch.widths))}, batch {batch}, K={steps})")
@@ -449,7 +449,7 @@ def configure(parser, args) -> None:
     OPTIONS["matmul_dtypes"] = dtypes
     if args.tiny:
         DEFAULT_ARCH, BATCH = TINY_ARCH, TINY_BATCH
-        OPTIONS.update(lengths=(2, 4, 8), quickstart_widths=(16, 16, 8), quickstart_batch=16)
+        OPTIONS.update(lengths=(2, 4, 8), digits_widths=(16, 16, 8), digits_batch=16)
 
 
 SECTIONS = {1: section_flops, 2: section_gradient_ratio, 3: section_memory, 4: section_compile,
@@ -473,7 +473,7 @@ def main() -> None:
                         help="remat in sections 2 and 5 (default: both in 2, off in 5)")
     parser.add_argument("--vectorise-rule", metavar="RULE",
                         help="section 5 measures this rule at the default architecture and batch "
-                             "instead of the quickstart's rule and shapes")
+                             "instead of the digits's rule and shapes")
     parser.add_argument("--scan-unroll", default="1",
                         help="comma list of inner steps per scan iteration (lax.scan's unroll) in sections 1 and 2")
     parser.add_argument("--matmul-size", type=int, help="n of section 1's n×n matmul probe (default 1024; 256 with --tiny)")
@@ -482,13 +482,13 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true",
                         help=f"every shape shrunk for a smoke test: arch {TINY_ARCH.input_dim}-"
                              f"{'-'.join(map(str, TINY_ARCH.widths))}, batch {TINY_BATCH}, 256×256 matmul, "
-                             "K = 2, 4, 8 in section 3, quickstart widths 16-16-8 and batch 16 in section 5")
-    parser.add_argument("--quickstart-run", nargs=3, metavar=("WORKDIR", "SECONDS", "CACHE"),
+                             "K = 2, 4, 8 in section 3, digits widths 16-16-8 and batch 16 in section 5")
+    parser.add_argument("--digits-run", nargs=3, metavar=("WORKDIR", "SECONDS", "CACHE"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.quickstart_run:
-        workdir, seconds, cache = args.quickstart_run
-        print(json.dumps(quickstart_run(workdir, float(seconds), cache == "True")))
+    if args.digits_run:
+        workdir, seconds, cache = args.digits_run
+        print(json.dumps(digits_run(workdir, float(seconds), cache == "True")))
         return
     configure(parser, args)
     print(f"devices: {jax.devices()}  (cpu count {os.cpu_count()})")

@@ -30,8 +30,8 @@ arguments, plus what it supplies itself:
   task_family         config.task_family_config            -
   gradient_estimator  config.gradient_estimator_config     unroll= (a core.unroll.TruncatedUnroll)
   genome_strategy     config.genome_strategy_config        -
-  data_source         config.data_sources.<name>           -  (no section: factory())
-  eval_method         a study's config.methods.<label>     -  (then .resolve(study))
+  data_source         config.data_sources.NAME             -  (no section: factory())
+  eval_method         a study's config.methods.LABEL       -  (then .resolve(study))
   pretrained_rule     -                                    -  (loader() -> core.rules.LearnedRule)
 
 A factory parameter with a default of a config type (bool, int, float, str, None, or a tuple of

@@ -197,7 +197,7 @@ class StopSignals:
         if self.signal is None:
             self.signal, self.requested = name, True
             unit = f"{progress.unit} {progress.done + 1} of {progress.total}"
-            how = " (once it has compiled: compilation cannot be cut short)" if progress.compiling else ""
+            how = " (after compiling it, which cannot be cut short)" if progress.compiling else ""
             again = "; Ctrl-C again quits at once" if number == signal.SIGINT else ""
             progress.urgent(f"{name}: stopping after {unit}{how}, then {self.then}{again}")
         elif number == signal.SIGINT:

@@ -318,7 +318,8 @@ def test_preempted_run_exits_75_and_the_snapshot_it_started_from_resumes_it(tmp_
     gc.collect()
     err = capsys.readouterr().err.splitlines()
     assert err[-2:] == [  # said at once (on stderr, as --no-progress), then where it stopped
-        "metaplastic: SIGTERM: stopping after step 4 of 6, then saving it",
+        "metaplastic: SIGTERM: stopping after step 4 of 6 (after compiling it, which cannot be cut short), "
+        "then saving it",
         "metaplastic: preempted (SIGTERM): saved at step 4 of 6; run the same command to resume (exit status 75)"]
     monkeypatch.setattr(MetaTrainer, "train_step", step)
     assert cli.main(command) == 0  # steps 5 and 6, from the checkpoint of step 4

@@ -7,13 +7,13 @@ from metaplastic.core import config as config_lib
 from metaplastic.core.config import ConfigError
 
 
-def quickstart(*overrides):
+def tiny_config(*overrides):
     base = config_lib.load_config_file("experiments/train/digits.py:tiny")
     return config_lib.resolve(base, config_lib.parse_overrides(list(overrides)))
 
 
 def test_overrides_are_typed_and_defaults_filled():
-    config = quickstart("--config.num_steps=7", "--config.optimizer.learning_rate=1",
+    config = tiny_config("--config.num_steps=7", "--config.optimizer.learning_rate=1",
                         "--config.schedule.truncation_lengths=(3,5)", "--config.schedule.horizon=(5,10)",
                         "--config.remat=true")
     assert config.num_steps == 7 and isinstance(config.optimizer.learning_rate, float)
@@ -34,7 +34,7 @@ def test_overrides_are_typed_and_defaults_filled():
 ])
 def test_bad_overrides_are_one_line_errors(override, message):
     with pytest.raises(ConfigError) as error:
-        quickstart(override)
+        tiny_config(override)
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
@@ -47,10 +47,10 @@ def test_unknown_field_in_component_section_of_file():
 
 
 def test_switching_component_resets_its_section():
-    config = quickstart("--config.meta_objective=ridge_cosdist", "--config.base_model_config.activation=swish")
+    config = tiny_config("--config.meta_objective=ridge_cosdist", "--config.base_model_config.activation=swish")
     assert config.base_model_config.activation == "swish"
     with pytest.raises(ConfigError, match="activation: unknown 'sigmoidal'"):
-        config_lib.build(quickstart("--config.base_model_config.activation=sigmoidal"), "base_model")
+        config_lib.build(tiny_config("--config.base_model_config.activation=sigmoidal"), "base_model")
 
 
 def test_missing_config_file():
@@ -85,7 +85,7 @@ def test_space_form_overrides_are_the_same_as_equals():
     assert config_lib.parse_overrides(["--config.num_steps", "3", "--config.optimizer.learning_rate=1e-3",
                                        "--config.schedule.horizon", "(4, 8)"]) == [
         ("num_steps", "3"), ("optimizer.learning_rate", "1e-3"), ("schedule.horizon", "(4, 8)")]
-    assert quickstart("--config.num_steps", "-0").num_steps == 0
+    assert tiny_config("--config.num_steps", "-0").num_steps == 0
 
 
 @pytest.mark.parametrize("args", [["--config.num_steps"], ["--config.num_steps", "--config.seed=1"]])
@@ -104,7 +104,7 @@ def test_override_without_value_is_one_line(args):
 ])
 def test_training_fields_are_validated_in_resolve(override, message):
     with pytest.raises(ConfigError) as error:
-        quickstart(override)
+        tiny_config(override)
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
 
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import os
 import pathlib
+import re
+import signal
 
 import jax
 import ml_collections
@@ -131,7 +134,7 @@ def trained(tmp_path_factory):
     from metaplastic.core.trainer import MetaTrainer
 
     workdir = tmp_path_factory.mktemp("meta") / "run"
-    config = resolve(load_config_file(str(EXPERIMENTS / "train" / "quickstart.py") + ":tiny"),
+    config = resolve(load_config_file(str(EXPERIMENTS / "train" / "digits.py") + ":tiny"),
                      [("num_steps", "0")])
     trainer = MetaTrainer(config, workdir)
     initial = jax.tree.map(np.asarray, trainer.theta)
@@ -215,6 +218,7 @@ class _FlakyPlugin:
 
     calls = 0
     fail_at = None
+    terminate_at = None  # the training run at which the process gets SIGTERM
 
     @hookimpl
     def metaplastic_eval_methods(self):
@@ -227,6 +231,8 @@ class Flaky(evaluation.EvalMethod):
         _FlakyPlugin.calls += 1
         if _FlakyPlugin.calls == _FlakyPlugin.fail_at:
             raise KeyboardInterrupt
+        if _FlakyPlugin.calls == _FlakyPlugin.terminate_at:
+            os.kill(os.getpid(), signal.SIGTERM)  # the study's handler: stop after this cell
         projection = np.asarray(jax.random.normal(problem.init_key, (problem.unlabeled.shape[1], 5)))
 
         class Projected(evaluation.FeatureModel):
@@ -258,7 +264,7 @@ class MeanImage(evaluation.EvalMethod):
 @pytest.fixture
 def test_plugins(monkeypatch):
     monkeypatch.setattr(registry_module, "_REGISTRY", registry_module.Registry(extra_plugins=(_FlakyPlugin(),)))
-    _FlakyPlugin.calls, _FlakyPlugin.fail_at = 0, None
+    _FlakyPlugin.calls, _FlakyPlugin.fail_at, _FlakyPlugin.terminate_at = 0, None, None
     yield _FlakyPlugin
 
 
@@ -280,6 +286,27 @@ def test_interrupted_study_resumes_without_redoing_finished_cells(tmp_path, test
     test_plugins.calls = 0
     again = evaluation.run_study(study, tmp_path / "split", progress=False)
     assert test_plugins.calls == 0 and again["summary"] == uninterrupted["summary"]
+
+
+def test_sigterm_stops_a_study_after_the_cell_and_the_progress_lines_say_where(tmp_path, test_plugins, capsys):
+    study = tiny_study(seeds=3, primary_method="flaky", steps=(1, 2),
+                       methods=dict(flaky=dict(method="flaky"), raw_input=dict(method="raw_input")))
+    test_plugins.terminate_at = 2  # during seed 1's flaky run, after seed 0's 8 cells
+    stopped = evaluation.run_study(study, tmp_path, progress="lines")
+    out = capsys.readouterr().out
+    assert stopped == {"stopped": "SIGTERM", "cells_done": 9, "cells_total": 24}
+    assert "evaluate tiny: 24 of 24 cells to compute (0 cached in " in out
+    assert "metaplastic: SIGTERM: stopping after cell 9 of 24, then keeping it" in out
+    assert re.search(r"\] evaluate tiny: cell 1/24 \(4\.2%\), .* \| flaky \| digits_5_9 \| \(1, 16\) \| seed 0", out)
+    assert not (tmp_path / "report.md").exists()
+    assert len(list((tmp_path / "cells").glob("*.json"))) == 9
+    test_plugins.terminate_at = None
+    results = evaluation.run_study(study, tmp_path, progress="lines")
+    out = capsys.readouterr().out
+    assert len(results["cells"]) == 24 and "evaluate tiny: 15 of 24 cells to compute (9 cached in " in out
+    assert "cell 24/24 (100.0%)" in out
+    evaluation.run_study(study, tmp_path, progress="lines")
+    assert "evaluate tiny: already complete: 24 of 24 cells" in capsys.readouterr().out
 
 
 def test_shards_share_the_cell_cache_and_the_whole_run_reports_the_same(tmp_path, test_plugins):

@@ -52,7 +52,7 @@ def test_a_real_change_is_caught_and_a_last_bit_one_is_not():
 
 
 def test_digits_tiny_first_20_meta_losses(tmp_path):
-    code = cli.main(["train", "--config", str(EXPERIMENTS / "train" / "quickstart.py") + ":tiny", "--workdir",
+    code = cli.main(["train", "--config", str(EXPERIMENTS / "train" / "digits.py") + ":tiny", "--workdir",
                      str(tmp_path), "--no-progress", "--config.num_steps=20"])
     assert code == 0
     losses = [row["meta_loss"] for row in read_metrics(tmp_path)]

@@ -109,8 +109,8 @@ def test_the_first_stop_signal_is_said_at_once_and_the_handlers_come_back():
     finally:
         stop.restore()
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
-    assert stream.getvalue() == ("metaplastic: SIGTERM: stopping after step 43 of 20000 (once it has compiled: "
-                                 "compilation cannot be cut short), then saving it\n")
+    assert stream.getvalue() == ("metaplastic: SIGTERM: stopping after step 43 of 20000 (after compiling it, "
+                                 "which cannot be cut short), then saving it\n")
 
 
 def test_a_second_ctrl_c_quits_at_once_saying_what_resumes():

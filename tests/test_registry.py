@@ -384,11 +384,11 @@ def test_cli_plugins_works_with_every_kind_of_broken_plugin(tmp_path):
     for broken in BROKEN:
         assert sum(bool(re.fullmatch("metaplastic: " + broken.pattern(), line)) for line in warnings) == 1, \
             (broken.id, result.stderr)
-    rows = [line.split() for line in result.stdout.splitlines()]
-    assert rows[0][:4] == ["kind", "name", "origin", "module"]
-    assert {(row[0], row[1]) for row in rows[1:] if len(row) >= 3 and row[2] == "built-in"} >= builtin_names()
-    assert [row[2] for row in rows if row[1:2] == ["twin_rule"]] == ["twin_a-dist", "twin_b-dist"]
-    assert ["meta_objective", "objective_hook_raises_plugin", "hook-raises-dist", "hook_raises_plugin"] in rows
+    rows = [(row["kind"], row["name"], row["origin"], row["module"])
+            for row in plugin_table(result.stdout.splitlines())]
+    assert {(row[0], row[1]) for row in rows if row[2] == "built-in"} >= builtin_names()
+    assert [row[2] for row in rows if row[1] == "twin_rule"] == ["twin_a-dist", "twin_b-dist"]
+    assert ("meta_objective", "objective_hook_raises_plugin", "hook-raises-dist", "hook_raises_plugin") in rows
 
 
 def test_plugins_describes_every_builtin_in_one_line():

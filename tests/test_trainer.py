@@ -141,7 +141,7 @@ def test_sigkill_during_save_leaves_previous_checkpoint(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-def test_meta_loss_goes_down_on_quickstart_data(tmp_path):
+def test_meta_loss_goes_down_on_digits_data(tmp_path):
     """A short real run: the learned rule gets better at its meta-objective."""
     config = tiny_config(num_steps=60, batch_size=32, tasks_per_step=4, checkpoint_every=1000,
                          **{"architecture.widths": "(32,)", "architecture.top_width": 16,
