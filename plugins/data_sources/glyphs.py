@@ -9,7 +9,8 @@ Datasets: `glyphs` (0-9, A-Z, a-z: 62 classes), `glyphs_digits` (0-9), `glyphs_u
 other copies), `all`.
 
 Fonts: the DejaVu, STIX and Computer Modern fonts that ship with matplotlib,
-plus, unless METAPLASTIC_GLYPH_FONTS=bundled, the system's fonts (/usr/share/fonts,
+plus, unless the source's field `fonts` (`config.data_sources.glyphs.fonts`) or else
+METAPLASTIC_GLYPH_FONTS is `bundled`, the system's fonts (/usr/share/fonts,
 ~/.fonts, ...) and any folders in METAPLASTIC_FONT_DIRS. A font counts when it
 has all 62 characters and is not a symbol font; duplicates (same family and
 style) count once; at most METAPLASTIC_GLYPH_MAX_FONTS (default 64) are used.
@@ -146,8 +147,21 @@ def glyph_arrays(mode: str) -> dict[str, np.ndarray]:
     return cached_arrays("glyphs", key, lambda: build_glyphs(fonts))
 
 
+FONT_MODES = ("all", "bundled")
+
+
 @dataclasses.dataclass(frozen=True)
 class GlyphSource(DataSource):
+    """Characters rendered from fonts. `fonts`: "bundled" (matplotlib's fonts only: the same data on every
+    machine), "all" (also the system's fonts), or "" (METAPLASTIC_GLYPH_FONTS, else "all")."""
+
+    fonts: str = ""
+
+    def __post_init__(self):
+        if self.fonts not in ("", *FONT_MODES):
+            raise ValueError(f"fonts: '{self.fonts}' is not one of {', '.join(FONT_MODES)} (or '' for "
+                             f"{FONTS_ENV}, else 'all')")
+
     def names(self) -> tuple[str, ...]:
         return tuple(CHARSETS)
 
@@ -156,7 +170,7 @@ class GlyphSource(DataSource):
             raise DatasetUnavailable(f"only has {', '.join(CHARSETS)} (rendered from fonts)")
         if split not in (*VARIANTS, "all"):
             raise DatasetUnavailable(f"{dataset} has splits {[*VARIANTS, 'all']}, not '{split}'")
-        arrays = glyph_arrays(os.environ.get(FONTS_ENV, "all"))
+        arrays = glyph_arrays(self.fonts or os.environ.get(FONTS_ENV, "all"))
         splits = list(VARIANTS) if split == "all" else [split]
         x = np.concatenate([arrays[f"x_{s}"] for s in splits])
         y = np.concatenate([arrays[f"y_{s}"] for s in splits])
