@@ -121,9 +121,9 @@ class Progress:
         if first:
             self._first, self.compiling = (now, self.done), False
         if self._bar is not None:
-            self._bar.update(advance)
             if note:
                 self._bar.set_postfix_str(note, refresh=False)
+            self._bar.update(advance)
         elif self.mode == "lines" and (first or self.done >= self.total
                                        or now - self._last_line >= self.every_seconds):
             self._last_line = now

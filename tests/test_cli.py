@@ -176,8 +176,10 @@ def test_config_refuses_a_bad_override_in_one_line(capsys):
 def test_train_prints_the_next_command_and_no_progress_frames_into_a_pipe(trained):
     workdir, code, out, err = trained
     assert code == 0
-    assert out.splitlines()[-1] == (f"next: metaplastic evaluate --config experiments/eval/datasets.py "
-                                    f"--workdir {workdir}_eval --config.rule_checkpoint={workdir}")
+    # no validation, so no best/: the workdir itself, at the horizon it was trained for (digits.py:tiny: 4)
+    assert out.splitlines()[-1] == (f"next: metaplastic evaluate --config experiments/eval/datasets.py:check "
+                                    f"--workdir {workdir}_eval --config.rule_checkpoint={workdir} "
+                                    f"--config.steps='(4,)'")
     assert "meta-train" not in err and "\r" not in err  # no tqdm frames when not on a terminal
     assert (workdir / "checkpoints").is_dir()
 

@@ -269,7 +269,7 @@ def _parser() -> argparse.ArgumentParser:
     snapshot.add_argument("workdir", metavar="WORKDIR", help="a `metaplastic train` workdir")
     snapshot.add_argument("file", metavar="FILE", help="the snapshot to write (.npz)")
 
-    command("plugins", "list registered components by kind, name and origin")
+    command("plugins", "list registered components: kind, name, origin and a one-line description")
     return parser
 
 
