@@ -60,22 +60,25 @@ def configure_data_sources(settings: Mapping[str, Mapping[str, Any]] | None) -> 
         settings = settings.to_dict()
     frozen = {str(name): {str(k): tuple(v) if isinstance(v, list) else v for k, v in dict(fields).items()}
               for name, fields in dict(settings or {}).items()}
+    for name, fields in frozen.items():  # a value its source refuses stops here, before any work,
+        _build_source(name, fields)        # and leaves the settings in force as they were
     if frozen != _SOURCE_SETTINGS:
         _SOURCE_SETTINGS = frozen
         load_dataset.cache_clear()
         for cache in _DERIVED_CACHES:
             cache.cache_clear()
-    for name in frozen:  # a value its source refuses stops the run here, before any work
-        data_source(name)
 
 
 def data_source(name: str):
     """The registered data source `name`, built with its configured fields; a field value the
     source refuses is a one-line ConfigError naming `config.data_sources.<name>`."""
+    return _build_source(name, _SOURCE_SETTINGS.get(name, {}))
+
+
+def _build_source(name: str, fields: Mapping[str, Any]):
     from metaplastic.core.config import ConfigError  # lazy: config imports the engine
     from metaplastic.registries import get_registry
 
-    fields = _SOURCE_SETTINGS.get(name, {})
     factory = get_registry().get("data_source", name)
     try:
         return factory(**fields)

@@ -167,6 +167,7 @@ def test_glyphs_fonts_field_overrides_the_environment(isolated, monkeypatch):
     assert quickstart.data_sources.glyphs.fonts == "bundled"  # the README's main job: the same data everywhere
     with pytest.raises(ConfigError, match="config.data_sources.glyphs: fonts: 'x' is not one of"):
         build_components(resolve(quickstart, [("data_sources.glyphs.fonts", "x")]))
+    core_data.data_source("glyphs")  # the refused value did not stay in force for later lookups
 
 
 def test_glyphs_render_cache_and_subsets(isolated):

@@ -162,5 +162,8 @@ def test_progress_lines_for_logs_are_plain_and_timestamped(tmp_path, capsys):
     MetaTrainer(tiny(num_steps=3), tmp_path).run(progress="lines")
     out = capsys.readouterr()
     lines = out.out.strip().splitlines()
-    assert lines and all(re.match(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] step \d+/3 meta_loss ", line) for line in lines)
-    assert lines[-1].split("]")[1].startswith(" step 3/3") and "\r" not in out.out + out.err
+    stamp = r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] meta-train: "
+    assert lines and all(re.match(stamp, line) for line in lines)
+    steps = [line for line in lines if re.match(stamp + r"step \d+/3 ", line)]
+    assert steps and "meta_loss" in steps[-1] and "\r" not in out.out + out.err
+    assert lines[-1].split("] ")[1].startswith("meta-train: step 3/3")
