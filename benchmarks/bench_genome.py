@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     matmul = matmul_rate(args.repeats)
     # XLA's cost analysis counts a loop's body once, so count one inner step and one objective (T tasks)
     # and multiply by how often a generation runs them
-    first = jax.tree.map(lambda a: a[:, 0], (tasks.unlabeled, tasks.meta_a, tasks.meta_b))
+    first = jax.tree.map(lambda a: a[:, 0], (tasks.unlabelled, tasks.meta_a, tasks.meta_b))
     step = jax.jit(jax.vmap(lambda s, x: rule.inner_step(theta, s, x, None)))
     step_flops = flops_of(step, tasks.states, first[0])
     score = jax.jit(jax.vmap(lambda s, a, b: objective.loss(lambda x: rule.features(s, x), a, b)))

@@ -158,7 +158,7 @@ def inner_step_flops_per_second(rule_name: str, tasks: int, steps: int = 10,
     rule = build_rule(rule_name)
     theta = rule.init_theta(jax.random.PRNGKey(0))
     states = TruncatedUnroll(rule, build_objective()).init(jax.random.PRNGKey(1), DEFAULT_ARCH, tasks)
-    xs = fake_data(jax.random.PRNGKey(2), tasks, steps).unlabeled
+    xs = fake_data(jax.random.PRNGKey(2), tasks, steps).unlabelled
     keys = jax.random.split(jax.random.PRNGKey(3), (tasks, steps))
 
     def one_step(theta, states, x, key):
@@ -343,7 +343,7 @@ def section_vectorisation(args) -> None:
             try:
                 states = unroll.init(jax.random.PRNGKey(1), arch, tasks)
                 data = fake_data(jax.random.PRNGKey(2), tasks, steps, arch)
-                data = data._replace(unlabeled=data.unlabeled[:, :, :batch])
+                data = data._replace(unlabelled=data.unlabelled[:, :, :batch])
                 key = jax.random.PRNGKey(3)
                 if jax.devices()[0].memory_stats():  # an accelerator: compile first, skip what cannot fit
                     step = _loss_and_grad.lower(unroll, theta, states, data, key).compile()

@@ -167,7 +167,7 @@ class ClassTasks:
         cumulative = np.cumsum(sizes)
         flat = rng.integers(cumulative[-1], size=(k, batch_size))
         which = np.searchsorted(cumulative, flat, side="right")
-        unlabeled = order[starts[classes][which] + flat - (cumulative - sizes)[which]]
+        unlabelled = order[starts[classes][which] + flat - (cumulative - sizes)[which]]
 
         # labelled: 2n distinct examples per class and step, first n -> A, last n -> B
         offsets = distinct_draws(rng, sizes, (k, c), 2 * n)           # [K, C, 2n]
@@ -175,7 +175,7 @@ class ClassTasks:
         a = picked[:, :, :n].transpose(0, 2, 1).reshape(k, n * c)    # rows: class 0..C-1, repeated n times
         b = picked[:, :, n:].transpose(0, 2, 1).reshape(k, n * c)
 
-        index = np.concatenate([unlabeled, a, b], axis=1)             # one gather for everything
+        index = np.concatenate([unlabelled, a, b], axis=1)             # one gather for everything
         features = x[index.ravel()].astype(np.float32, copy=False)
         features, extra = self._augment(features, task, rng)
         perm = self.permutation(task, features.shape[1])

@@ -25,11 +25,12 @@ import importlib.util
 import inspect
 import pathlib
 import sys
+import traceback
 from typing import Any, Callable, Mapping
 
 import ml_collections
 
-from metaplastic.core.errors import UserError, one_line
+from metaplastic.core.errors import ConfigError, UserError, one_line
 from metaplastic.core.unroll import TruncatedUnroll
 from metaplastic.registries import ComponentError, get_registry, training_kinds
 
@@ -37,10 +38,6 @@ from metaplastic.registries import ComponentError, get_registry, training_kinds
 COMPONENT_FIELDS = training_kinds()
 # components a training config may choose when it has the field (config.trainer="genome" uses it)
 OPTIONAL_COMPONENT_FIELDS = ("genome_strategy",)
-
-
-class ConfigError(UserError, ValueError):
-    """A config file, field or value is wrong."""
 
 
 # while `read_config_file` runs a get_config: the variant table of each apply_variant call, in order
@@ -174,14 +171,10 @@ def _same_file(name: str, path: pathlib.Path) -> bool:
 
 
 def _line_in(path: pathlib.Path, error: BaseException) -> str:
-    """' line N' of the innermost traceback frame in `path` (the config file), or ''."""
-    line = None
-    traceback = error.__traceback__
-    while traceback is not None:
-        if _same_file(traceback.tb_frame.f_code.co_filename, path):
-            line = traceback.tb_lineno
-        traceback = traceback.tb_next
-    return f" line {line}" if line else ""
+    """' line N': where in the config file `path` the error was raised (the innermost of its traceback's
+    entries there), or ''; the traceback is the only record of it."""
+    lines = [entry.lineno for entry in traceback.extract_tb(error.__traceback__) if _same_file(entry.filename, path)]
+    return f" line {lines[-1]}" if lines else ""
 
 
 def component_defaults(kind: str, name: str) -> dict[str, Any]:

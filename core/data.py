@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from metaplastic.core.errors import UserError, one_line
+from metaplastic.core.errors import ConfigError, UserError, one_line
 from metaplastic.core.interfaces import Dataset, DatasetUnavailable
 from metaplastic.core.ops.files import NpzError, read_npz, save_npz_atomic
 
@@ -76,7 +76,6 @@ def data_source(name: str):
 
 
 def _build_source(name: str, fields: Mapping[str, Any]):
-    from metaplastic.core.config import ConfigError  # lazy: config imports the engine
     from metaplastic.registries import get_registry
 
     factory = get_registry().get("data_source", name)

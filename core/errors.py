@@ -15,6 +15,10 @@ class UserError(Exception):
     """A mistake in what the user gave; the message names the culprit, on one line."""
 
 
+class ConfigError(UserError, ValueError):
+    """A config file, field or value is wrong (here, below every module that raises it)."""
+
+
 def one_line(error: BaseException, with_type: bool = False) -> str:
     """`error`'s message on one line (its type's name when it has none; `with_type`: 'Type: message')."""
     text = " ".join(str(error).split())

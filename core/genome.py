@@ -31,7 +31,8 @@ import numpy as np
 
 from metaplastic.core import config as config_lib
 from metaplastic.core.interfaces import GenomeStrategy, MetaObjective, Pytree, UpdateRule, numpy_rng
-from metaplastic.core.trainer import KeyPurpose, MetaTrainer
+from metaplastic.core.keys import KeyPurpose
+from metaplastic.core.trainer import MetaTrainer
 from metaplastic.core.unroll import trajectory_losses
 from metaplastic.core.validation import FixedTasks, draw_task_data, with_states
 
@@ -91,7 +92,7 @@ def population_losses(rule: UpdateRule, objective: MetaObjective, points: tuple[
     def member(vector):
         theta = view.theta(vector)
         run = lambda s, u, a, b, k: trajectory_losses(rule, objective, theta, s, u, a, b, points, k)
-        return jax.vmap(run)(tasks.states, tasks.unlabeled, tasks.meta_a, tasks.meta_b, tasks.keys)
+        return jax.vmap(run)(tasks.states, tasks.unlabelled, tasks.meta_a, tasks.meta_b, tasks.keys)
     # members one after another, tasks vmapped: XLA:CPU runs a large batch of LAPACK solves (the ridge
     # readouts) in parallel, which was seen to deadlock at 16 × 8 runs (jaxlib 0.10); batches of T are safe
     return jax.lax.map(member, population)

@@ -56,15 +56,13 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, NamedTuple
 
 import flax.struct
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from metaplastic.core.errors import UserError
 
 if TYPE_CHECKING:
     import ml_collections
-
-    from metaplastic.core.evaluation.data import UnlabeledPool
-    from metaplastic.core.unroll import TruncatedUnroll
 
 Pytree = Any
 Array = jax.Array
@@ -112,7 +110,7 @@ class LabeledBatch(NamedTuple):
 class TruncationData(NamedTuple):
     """Everything one task needs for K inner steps. Arrays lead with K (then T when batched)."""
 
-    unlabeled: Array     # [K, B, D]   what the update rule sees
+    unlabelled: Array     # [K, B, D]   what the update rule sees
     meta_a: LabeledBatch  # [K, n, D] / [K, n, C]  fits the readout
     meta_b: LabeledBatch  # [K, n, D] / [K, n, C]  scores the readout
 
@@ -361,7 +359,7 @@ class TaskFamily(abc.ABC):
     def truncation_data(self, task: Task, key: Array, num_steps: int, batch_size: int) -> TruncationData:
         """NumPy arrays for `num_steps` inner steps of `task`, randomness from `key` only.
 
-        unlabeled [K, B, D] float32 (B = batch_size); meta_a and meta_b: x [K, n, D] and y [K, n, C]
+        unlabelled [K, B, D] float32 (B = batch_size); meta_a and meta_b: x [K, n, D] and y [K, n, C]
         float32 (C = target_dim, the first label_dim columns one-hot labels). The trainer stacks the
         T tasks of a group, so n may not depend on the task.
         """
@@ -385,7 +383,7 @@ class GradientEstimator(abc.ABC):
     update rule is built around its base model.
     """
 
-    unroll: "TruncatedUnroll"
+    unroll: Any  # a core.unroll.TruncatedUnroll (which builds on these interfaces)
 
     @abc.abstractmethod
     def init_state(self, theta: Pytree, key: Array, arch: Architecture, num_tasks: int,
@@ -433,9 +431,9 @@ class TrainingProblem:
 
     arch: Architecture
     base_model: BaseModel
-    unlabeled: np.ndarray            # [N, D] (permuted) training inputs
+    unlabelled: np.ndarray            # [N, D] (permuted) training inputs
     batch_size: int
-    data_key: jax.Array              # unlabelled batch t = unlabeled_batch(self.pool, data_key, t, B)
+    data_key: jax.Array              # unlabelled batch t = unlabelled_batch(self.pool, data_key, t, B)
     init_key: jax.Array              # base-model initialisation, shared by methods
     method_key: jax.Array            # anything else the method draws
     num_classes: int
@@ -443,10 +441,27 @@ class TrainingProblem:
     labeled_y: np.ndarray | None = None
 
     @functools.cached_property
-    def pool(self) -> "UnlabeledPool":
-        from metaplastic.core.evaluation.data import UnlabeledPool  # lazy: no evaluation import here
+    def pool(self) -> UnlabelledPool:
+        return UnlabelledPool.of(self.unlabelled)
 
-        return UnlabeledPool.of(self.unlabeled)
+
+class UnlabelledPool(NamedTuple):
+    """Unlabelled inputs on the device, rows padded to a power of two so that datasets of
+    similar size share compiled training loops; only the first `count` rows are drawn."""
+
+    x: jax.Array      # [P, D], P >= count
+    count: jax.Array  # int32 scalar
+
+    @classmethod
+    def of(cls, x: np.ndarray) -> "UnlabelledPool":
+        padded = np.resize(x, (1 << max(0, len(x) - 1).bit_length(), x.shape[1]))
+        return cls(jnp.asarray(padded), jnp.asarray(len(x), jnp.int32))
+
+
+def unlabelled_batch(pool: UnlabelledPool, data_key: jax.Array, step, batch_size: int) -> jax.Array:
+    """Unlabelled batch number `step` [B, D]: the same for every method of a seed."""
+    index = jax.random.randint(jax.random.fold_in(data_key, step), (batch_size,), 0, pool.count)
+    return pool.x[index]
 
 
 class FeatureModel(abc.ABC):

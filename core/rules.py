@@ -12,29 +12,16 @@ per-chunk batch statistics of meta-training are `features(x, statistics="batch")
 statistics need a base model with `statistics(params, x)` and `apply(params, x, statistics=)`; for one
 without them whose features depend on the batch, features use batch statistics, with a warning.
 
-A rule on disk is a directory with `rule.json` (the rule's and base model's registry names and fields,
-`format_version`, the package version, `theta_sha256`, the `input_spec` it was meta-trained on, the
-distribution providing each component, `update_rule_package` and `base_model_package` ({"name",
-"version"}), and optionally `recommended_steps`, the inner-step default of `fit`, `run` and `apply_rule`)
-and `theta.npz` (the flattened meta-parameters). `theta_sha256` is the sha256 over θ's leaf names in
-sorted order, each followed by its array's byte count and bytes (C order, little-endian). A rule.json
-without these fields (older exports) loads unchecked, with DEFAULT_STEPS as its step default. A rule whose
-update rule or base model is not registered here, but whose rule.json names the package providing it, is
-refused in one line saying what to install. A meta-training workdir is read through its `config.json`
-and latest Orbax checkpoint.
-
-The module is ~630 lines because saving, loading, checking and fitting a rule share one file format
-and one set of one-line errors; split, each part would repeat them.
+A rule on disk is a folder with `rule.json` and `theta.npz` (`core.rule_files`, which also holds the
+format's checks); a rule.json without `recommended_steps` has DEFAULT_STEPS as its step default. A
+meta-training workdir is read through its `config.json` and latest intact checkpoint (`core.checkpoint`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import importlib.metadata
 import inspect
-import json
 import os
 import pathlib
 import warnings
@@ -44,30 +31,21 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from metaplastic.core import config as config_lib
+from metaplastic.core.checkpoint import checkpoint_steps, load_rule_from_workdir, workdir_config
 from metaplastic.core.data import to_unit_float
-from metaplastic.core.interfaces import (Architecture, BaseModel, EvaluationError, InnerState, Pytree,
-                                         UpdateRule)
-from metaplastic.core.errors import UserError
-from metaplastic.core.ops.files import NpzError, read_npz, save_npz_atomic, write_atomic
+from metaplastic.core.interfaces import Architecture, BaseModel, InnerState, Pytree, UpdateRule
+from metaplastic.core.rule_files import (PACKAGE_KEYS, REQUIRED_KEYS, RuleError, non_finite_count, read_rule_folder,
+                                         write_rule_folder)
 from metaplastic.core.unroll import rule_features, run_inner_steps
 
 PRETRAINED_PREFIX = "pretrained:"
 # the shipped rule to use: load_rule() and the release studies' learned rule (it beats glyphs-v2 in 14 of the
 # release table's 15 cells, paired over seeds; README Results)
 RECOMMENDED_RULE = "pretrained:genome-glyphs-v1"
-FORMAT_VERSION = 1
-INPUT_SPEC = {"pixels": "[0, 1]", "layout": "flattened"}
-REQUIRED_KEYS = ("update_rule", "update_rule_config", "base_model", "base_model_config")
 STATISTICS_ROWS = 10_000  # rows of the fitted data the population statistics are computed from
 FEATURE_CHUNK = 1024      # population-statistics features: fixed-size (padded) chunks, one compilation
 STATISTICS = ("population", "batch")
 DEFAULT_STEPS = 1000      # inner steps of fit/run/apply_rule for a rule whose rule.json has no recommended_steps
-PACKAGE_KEYS = {"update_rule": "update_rule_package", "base_model": "base_model_package"}
-
-
-class RuleError(UserError, ValueError):
-    """A saved rule (rule.json + theta.npz) or a rule source that cannot be loaded."""
 
 
 # ---------------------------------------------------------------- arguments
@@ -113,25 +91,6 @@ def _widths(widths) -> tuple[int, ...]:
         raise ValueError(f"widths: expected a non-empty sequence of integers ≥ 1 (one per layer, top last), "
                          f"got {widths!r}")
     return tuple(int(w) for w in out)
-
-
-def _non_finite(tree) -> int:
-    return sum(int(np.size(leaf) - np.count_nonzero(np.isfinite(np.asarray(leaf)))) for leaf in jax.tree.leaves(tree))
-
-
-def theta_sha256(arrays: dict[str, np.ndarray]) -> str:
-    """sha256 over the sorted leaf names of θ, each followed by its byte count and bytes (C order, little-endian)."""
-    digest = hashlib.sha256()
-    for name in sorted(arrays):
-        array = np.asarray(arrays[name])
-        data = np.ascontiguousarray(array.astype(array.dtype.newbyteorder("<"), copy=False)).tobytes()
-        digest.update(name.encode() + b"\0" + str(len(data)).encode() + b"\0" + data)
-    return digest.hexdigest()
-
-
-def theta_arrays(theta: Pytree) -> dict[str, np.ndarray]:
-    leaves, _ = jax.tree_util.tree_flatten_with_path(theta)
-    return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
 
 
 # ---------------------------------------------------------------- features
@@ -270,7 +229,7 @@ class LearnedRule:
         steps = _integer("steps", self.recommended_steps if steps is None else steps, 0)
         batch_size = _integer("batch_size", batch_size, 1, len(data), " (at most the number of examples)")
         seed = _integer("seed", seed, 0)
-        bad = _non_finite(self.theta)
+        bad = non_finite_count(self.theta)
         if bad:
             raise ValueError(f"θ of rule '{self.name}': non-finite ({bad} values)")
         if state is None:
@@ -298,46 +257,6 @@ class LearnedRule:
 
 
 # ---------------------------------------------------------------- saved rules
-
-def _rule_components(rule_name: str, rule_fields: dict, model_name: str, model_fields: dict) -> UpdateRule:
-    from metaplastic.registries import get_registry
-
-    registry = get_registry()
-    base_model = registry.get("base_model", model_name)(**_tuples(model_fields))
-    return registry.get("update_rule", rule_name)(base_model=base_model, **_tuples(rule_fields))
-
-
-def _tuples(fields: dict) -> dict:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
-
-
-def _package_version() -> str:
-    from metaplastic import __version__
-
-    return __version__
-
-
-def component_package(kind: str, name: str) -> dict | None:
-    """{"name", "version"} of the distribution providing the registered component `name` of `kind`
-    (None when it is not registered or not from an installed distribution, e.g. a test's plugin)."""
-    from metaplastic.registries import ComponentError, get_registry
-    from metaplastic.registries.registry import BUILTIN_ORIGIN
-
-    try:
-        origin = get_registry().entry(kind, name).origin
-    except ComponentError:
-        return None
-    if origin == BUILTIN_ORIGIN:
-        return {"name": "metaplastic", "version": _package_version()}
-    version = _installed_version(origin)
-    return None if version is None else {"name": origin, "version": version}
-
-
-def _installed_version(distribution: str) -> str | None:
-    try:
-        return importlib.metadata.version(distribution)
-    except (importlib.metadata.PackageNotFoundError, ValueError):
-        return None
 
 
 def save_rule(directory: str | os.PathLike, rule: LearnedRule | dict, theta: Pytree | None = None,
@@ -386,22 +305,7 @@ def save_rule(directory: str | os.PathLike, rule: LearnedRule | dict, theta: Pyt
             raise RuleError(f"recommended_steps: expected an integer ≥ 1, got {recommended_steps!r}")
         description["recommended_steps"] = int(recommended_steps)
     description.update(extra or {})
-    arrays = theta_arrays(theta)
-    bad = _non_finite(arrays)
-    if bad:
-        raise RuleError(f"θ of rule '{description['update_rule']}': non-finite ({bad} values); not saved")
-    description.setdefault("input_spec", dict(INPUT_SPEC))
-    for kind, key in PACKAGE_KEYS.items():
-        package = component_package(kind, description[kind])
-        if package is not None:
-            description[key] = package
-    description.update(format_version=FORMAT_VERSION, metaplastic_version=_package_version(),
-                       theta_sha256=theta_sha256(arrays))
-    directory = pathlib.Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    save_npz_atomic(directory / "theta.npz", arrays)
-    write_atomic(directory / "rule.json", json.dumps(description, indent=2).encode())
-    return directory
+    return write_rule_folder(directory, description, theta)
 
 
 def _check_theta_fits(learned: LearnedRule, theta: Pytree) -> None:
@@ -418,188 +322,6 @@ def _check_theta_fits(learned: LearnedRule, theta: Pytree) -> None:
     extra = sorted(set(found) - set(expected))
     if extra:
         raise RuleError(f"theta: entry {extra[0]} is not part of rule '{learned.name}'")
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def _read_description(path: pathlib.Path) -> dict:
-    try:
-        description = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise RuleError(f"{path}: invalid JSON ({error.msg} at line {error.lineno}, column {error.colno})") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise RuleError(f"{path}: unreadable ({_first_line(error)})") from None
-    if not isinstance(description, dict):
-        raise RuleError(f"{path}: expected a JSON object, got {type(description).__name__}")
-    missing = [key for key in REQUIRED_KEYS if key not in description]
-    if missing:
-        raise RuleError(f"{path}: missing key{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
-    wrong = [key for key in REQUIRED_KEYS if not isinstance(description[key], dict if "config" in key else str)]
-    if wrong:
-        raise RuleError(f"{path}: {wrong[0]} must be a {'JSON object' if 'config' in wrong[0] else 'string'}")
-    version = description.get("format_version")
-    if version is not None:
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise RuleError(f"{path}: format_version must be an integer ≥ 1, got {version!r}")
-        if version > FORMAT_VERSION:
-            raise RuleError(f"{path}: format_version {version} is newer than this metaplastic "
-                             f"({_package_version()}) reads ({FORMAT_VERSION}); upgrade metaplastic")
-    steps = description.get("recommended_steps")
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise RuleError(f"{path}: recommended_steps must be an integer ≥ 1, got {steps!r}")
-    for key in PACKAGE_KEYS.values():
-        package = description.get(key)
-        if package is not None and not (isinstance(package, dict) and isinstance(package.get("name"), str)
-                                        and package["name"] and isinstance(package.get("version", ""), str)):
-            raise RuleError(f"{path}: {key} must be a JSON object with a name and a version, got {package!r}")
-    return description
-
-
-def _refuse_missing_components(directory: pathlib.Path, description: dict) -> None:
-    """A component that is not registered here but whose providing package rule.json names: one line
-    saying what to install (without the record, the registry's 'unknown ...' error follows)."""
-    from metaplastic.registries import get_registry
-
-    registry = get_registry()
-    for kind, key in PACKAGE_KEYS.items():
-        package, name = description.get(key), description[kind]
-        if package is None or name in registry.candidates[kind]:
-            continue
-        distribution, version = package["name"], package.get("version")
-        here = _installed_version(distribution)
-        if here is not None and here == version:
-            continue  # the package is here and has no such component: the registry's error says so
-        if here is None or not version:
-            saved, command = (f" (version {version})" if version else ""), f"pip install {distribution}"
-        else:
-            saved = f" (version {version}; {here} is installed here and does not provide it)"
-            command = f"pip install '{distribution}=={version}'"
-        raise RuleError(f"rule {directory} needs {kind.replace('_', ' ')} '{name}' from package "
-                        f"'{distribution}'{saved}: {command}")
-
-
-def _load_directory(directory: pathlib.Path) -> LearnedRule:
-    json_path, npz_path = directory / "rule.json", directory / "theta.npz"
-    description = _read_description(json_path)
-    _refuse_missing_components(directory, description)
-    try:
-        rule = _rule_components(description["update_rule"], description["update_rule_config"],
-                                description["base_model"], description["base_model_config"])
-    except (ValueError, TypeError, LookupError) as error:
-        raise RuleError(f"{json_path}: {_first_line(error)}") from error
-    if not npz_path.is_file():
-        raise RuleError(f"{npz_path}: missing (a saved rule is rule.json + theta.npz)")
-    try:
-        arrays = read_npz(npz_path)
-    except NpzError as error:
-        raise RuleError(f"{npz_path}: unreadable, truncated or not an .npz ({error.reason})") from None
-    expected = description.get("theta_sha256")
-    if expected is not None and theta_sha256(arrays) != expected:
-        raise RuleError(f"{npz_path}: sha256 {theta_sha256(arrays)[:16]}… does not match theta_sha256 "
-                         f"{str(expected)[:16]}… in rule.json (θ changed or corrupted)")
-    template = rule.init_theta(jax.random.PRNGKey(0))
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
-    restored = []
-    for path, leaf in leaves:
-        name = jax.tree_util.keystr(path)
-        if name not in arrays or arrays[name].shape != leaf.shape:
-            found = "missing" if name not in arrays else f"of shape {arrays[name].shape}"
-            raise RuleError(f"{npz_path}: θ entry {name} {found}, rule '{description['update_rule']}' as "
-                             f"configured in rule.json needs shape {tuple(leaf.shape)}")
-        restored.append(jnp.asarray(arrays[name], leaf.dtype))
-    theta = jax.tree_util.tree_unflatten(treedef, restored)
-    bad = _non_finite(theta)
-    if bad:
-        raise RuleError(f"{npz_path}: θ of rule '{description['update_rule']}': non-finite ({bad} values)")
-    return LearnedRule(rule, theta, description, str(directory))
-
-
-# ---------------------------------------------------------------- meta-training workdirs
-
-def _checkpointer(workdir: pathlib.Path):
-    from metaplastic.core.checkpoint import Checkpointer
-
-    directory = workdir / "checkpoints"
-    if not directory.is_dir():
-        raise EvaluationError(f"rule checkpoint '{workdir}': no checkpoints/ directory "
-                              "(expected a `metaplastic train` workdir)")
-    return Checkpointer(directory)
-
-
-def checkpoint_steps(workdir: str | os.PathLike) -> list[int]:
-    """Saved meta-training steps in a `metaplastic train` workdir."""
-    checkpointer = _checkpointer(pathlib.Path(workdir))
-    try:
-        return checkpointer.all_steps()
-    finally:
-        checkpointer.close()
-
-
-def workdir_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict:
-    path = pathlib.Path(workdir) / "config.json"
-    if not pathlib.Path(workdir).expanduser().exists():
-        raise EvaluationError(f"rule checkpoint '{workdir}': does not exist (expected a `metaplastic train` "
-                              "workdir, a rule folder or pretrained:NAME)")
-    if not path.is_file():
-        raise EvaluationError(f"rule checkpoint '{workdir}': no config.json (expected a `metaplastic train` workdir)")
-    return ml_collections.ConfigDict(json.loads(path.read_text()))
-
-
-def load_rule_from_workdir(workdir: str | os.PathLike, step: int | None = None,
-                           base_model: BaseModel | None = None) -> tuple[UpdateRule, Pytree]:
-    """(rule, θ) saved by `metaplastic train` in `workdir` at `step` (default: the latest that restores
-    intact; damaged newer steps are said in one line on stderr and moved aside, so they are not
-    used again; an explicit `step` that is damaged is an EvaluationError).
-
-    Step 0 is the trainer's initial θ (recomputed from the config's seed). Only θ
-    is restored. The rule is built from config.json, on `base_model` if given.
-    """
-    workdir = pathlib.Path(workdir)
-    config = workdir_config(workdir)
-    if base_model is None:
-        base_model = config_lib.build(config, "base_model")
-    rule = config_lib.build(config, "update_rule", base_model=base_model)
-    if step == 0:
-        from metaplastic.core.trainer import initial_theta
-
-        return rule, initial_theta(rule, config.seed)
-    from metaplastic.core.checkpoint import CheckpointError, state_digest
-
-    checkpointer = _checkpointer(workdir)
-    try:
-        available = checkpointer.all_steps()
-        if not available:
-            raise EvaluationError(f"rule checkpoint '{workdir}': no saved steps")
-        if step is None or step < 0:  # the latest: the newest step that restores intact
-            try:
-                step, _meta, restored = checkpointer.restore_newest_intact(None)
-            except CheckpointError as error:
-                raise EvaluationError(f"rule checkpoint '{workdir}': {error}") from None
-        else:
-            if step not in available:
-                raise EvaluationError(f"rule checkpoint '{workdir}': no step {step} (saved: {available})")
-            try:
-                expected = checkpointer.restore_meta(step).get("state_sha256")
-                restored = checkpointer.restore_raw(step)
-                if expected is not None and state_digest(restored) != expected:
-                    raise CheckpointError("its contents do not match the digest saved with it")
-            except Exception as error:  # a truncated or flipped step fails in many ways
-                why = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
-                raise EvaluationError(f"rule checkpoint '{workdir}': step {step} is damaged ({why}); "
-                                      f"saved steps: {available}; leave the step out to use the newest "
-                                      "intact one") from None
-    finally:
-        checkpointer.close()
-    theta = jax.tree.map(jnp.asarray, restored["theta"])
-    template = rule.init_theta(jax.random.PRNGKey(0))
-    if jax.tree.structure(template) != jax.tree.structure(theta) or any(
-            a.shape != b.shape for a, b in zip(jax.tree.leaves(template), jax.tree.leaves(theta))):
-        raise EvaluationError(f"rule checkpoint '{workdir}' step {step}: θ does not match update rule "
-                              f"'{config.update_rule}' as configured in its config.json")
-    return rule, theta
 
 
 def _load_workdir(workdir: pathlib.Path) -> LearnedRule:
@@ -625,7 +347,7 @@ def load_rule(source: str | os.PathLike = RECOMMENDED_RULE) -> LearnedRule:
         return dataclasses.replace(learned, source=text) if isinstance(learned, LearnedRule) else learned
     path = pathlib.Path(text)
     if (path / "rule.json").exists():
-        return _load_directory(path)
+        return LearnedRule(*read_rule_folder(path), str(path))
     if (path / "config.json").exists():
         return _load_workdir(path)
     if not path.expanduser().exists():

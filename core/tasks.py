@@ -13,13 +13,14 @@ Phases (`Schedule.phases`):
   `random_initial_iteration_offset`), and a task whose horizon ends is replaced by a new
   task of the same architecture bucket and K (`replacement_task`), so the meta-gradient
   of one θ-step mixes tasks early and late in training. A group (its architecture and K)
-  lasts `group_length` inner steps.
+  lasts `group_length` inner steps. `TaskPhases` is where each task is.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Callable
 
 import jax
 import numpy as np
@@ -148,6 +149,60 @@ def replacement_task(family: TaskFamily, schedule: Schedule, group: TaskGroup, k
     task = family.sample_task(jax.random.fold_in(key, 2 * slot), group.arch)
     horizon = schedule.sample_horizon(numpy_rng(jax.random.fold_in(key, 2 * slot + 1)), group.truncation_length)
     return task, horizon
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TaskPhases:
+    """Independent phases on the host: where each task of a group is in its horizon. Host-only and
+    deterministic, so every process agrees; each method returns a new state.
+
+    steps: each task's inner steps since its start; horizons: each task's horizon; starts: the θ-step at
+    which the task in each slot was drawn (-1: one of the group's first tasks), enough to redraw it.
+    """
+
+    steps: np.ndarray         # int32 [T]
+    horizons: np.ndarray      # int32 [T]
+    starts: tuple[int, ...]
+
+    @classmethod
+    def start(cls, group: TaskGroup) -> "TaskPhases":
+        """The group's first tasks, at their random offsets."""
+        return cls(np.asarray(group.offsets, np.int32), np.asarray(group.horizons, np.int32),
+                   (-1,) * len(group.tasks))
+
+    @classmethod
+    def resumed(cls, steps, horizons, starts) -> "TaskPhases":
+        """From a checkpoint: positions and horizons from the estimator state, starts from its meta."""
+        return cls(np.asarray(steps, np.int32), np.asarray(horizons, np.int32), tuple(starts))
+
+    def replacements(self, family: TaskFamily, schedule: Schedule, group: TaskGroup,
+                     key: jax.Array) -> tuple[TaskGroup, np.ndarray, np.ndarray]:
+        """(`group` with every task that ends within the next truncation replaced, which slots, the
+        horizons after the replacement)."""
+        ended = self.steps + group.truncation_length >= self.horizons
+        tasks, horizons = list(group.tasks), self.horizons.copy()
+        for slot in np.flatnonzero(ended):
+            tasks[slot], horizons[slot] = replacement_task(family, schedule, group, key, int(slot))
+        return dataclasses.replace(group, tasks=tuple(tasks)), ended, horizons
+
+    def advanced(self, length: int, step: int, ended: np.ndarray | None = None,
+                 horizons: np.ndarray | None = None) -> "TaskPhases":
+        """After a truncation of `length` at θ-step `step`; the `ended` slots (from `replacements`)
+        restart at 0 with their new `horizons`."""
+        if ended is None:
+            return dataclasses.replace(self, steps=self.steps + length)
+        return TaskPhases(np.where(ended, 0, self.steps + length).astype(np.int32), horizons,
+                          tuple(step if e else s for e, s in zip(ended, self.starts)))
+
+    def redrawn(self, family: TaskFamily, schedule: Schedule, group: TaskGroup,
+                key_at: Callable[[int], jax.Array]) -> TaskGroup:
+        """`group` with the task of every slot that was replaced redrawn (`key_at(start)`: the key
+        `replacements` got at that θ-step), as a resumed run needs it."""
+        tasks = list(group.tasks)
+        for slot, start in enumerate(self.starts):
+            if start >= 0:
+                tasks[slot] = replacement_task(family, schedule, group, key_at(start), slot)[0]
+        return dataclasses.replace(group, tasks=tuple(tasks))
 
 
 def group_data(family: TaskFamily, group: TaskGroup, key: jax.Array, batch_size: int) -> TruncationData:

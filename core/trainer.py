@@ -1,20 +1,16 @@
 """The meta-trainer: sample tasks -> estimator gives a meta-gradient -> Adam updates θ -> log, checkpoint.
 
 Nothing here knows which rule, objective, task family or estimator it runs.
-Randomness: every key is `run_key(seed, purpose, step)`, so a resumed run reproduces an
+Randomness: every key is `run_key(seed, purpose, step)` (`core.keys`), so a resumed run reproduces an
 uninterrupted one bit for bit.
 
-The module is ~550 lines because the loop, its task groups (lockstep or independent phases), its
-checkpoints and its start (resume, snapshot, init_theta) share the trainer's state; the pieces that
-stand alone live beside it (core.tasks, core.checkpoint, core.snapshot, core.workdir).
+The pieces that stand alone live beside it: the key scheme (core.keys), the meta-optimiser
+(core.optimizer), task groups and their phases (core.tasks), checkpoints (core.checkpoint), snapshots (core.snapshot), the workdir (core.workdir).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
-import enum
-import functools
 import json
 import os
 import pathlib
@@ -25,101 +21,24 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from jax.experimental.compilation_cache import compilation_cache
 
 from metaplastic.core import config as config_lib
 from metaplastic.core import distributed
-from metaplastic.core.checkpoint import Checkpointer
-from metaplastic.core.errors import UserError
+from metaplastic.core.checkpoint import Checkpointer, CheckpointMismatch
+from metaplastic.core.errors import UserError, one_line
 from metaplastic.core.estimation import reset_tasks
-from metaplastic.core.interfaces import Pytree, TruncationData, UpdateRule
-from metaplastic.core.metrics import MetricsWriter
+from metaplastic.core.interfaces import TruncationData
+from metaplastic.core.keys import KeyPurpose, initial_theta, run_key
+from metaplastic.core.metric_writers import create_default_writer, flatten_hparams
+from metaplastic.core.optimizer import make_optimizer, make_update_fn
 from metaplastic.core.progress import Progress, StopSignals, progress_mode
-from metaplastic.core.tasks import ArchitectureSampler, Schedule, TaskGroup, replacement_task, sample_group
+from metaplastic.core.tasks import ArchitectureSampler, Schedule, TaskGroup, TaskPhases, sample_group
 from metaplastic.core.ops.files import write_atomic
 from metaplastic.core.snapshot import load_snapshot
 from metaplastic.core.unroll import labels_only_loss
 from metaplastic.core.validation import Validator
-from metaplastic.core.workdir import WorkdirError, WorkdirLock, check_config
-
-
-class KeyPurpose(enum.IntEnum):
-    """What a run's key is for: the first fold of every key (see `run_key`)."""
-
-    THETA = 0   # θ's initialisation (step 0)
-    GROUP = 1   # the task group started at a step
-    DATA = 2    # a step's truncation data
-    UNROLL = 3  # a step's unroll (rule and estimator randomness)
-    INIT = 4    # the inner states of the group started at a step
-    TASK = 5    # independent phases: the tasks (and horizons) that replace ended ones after a step
-    RESET = 6   # independent phases: their fresh inner states
-
-
-def run_key(seed: int, purpose: KeyPurpose, step: int) -> jax.Array:
-    return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), int(purpose)), step)
-
-
-def initial_theta(rule: UpdateRule, seed: int) -> Pytree:
-    """θ at meta-training step 0 of a run with this seed."""
-    return rule.init_theta(run_key(seed, KeyPurpose.THETA, 0))
-
-
-
-
-def _scale_per_element(rates: Pytree) -> optax.GradientTransformation:
-    """Multiply the updates by `rates` (a pytree shaped like θ), a constant: not optimiser state."""
-    def update(updates, state, params=None):
-        del params
-        return jax.tree.map(lambda rate, u: jnp.asarray(rate, u.dtype) * u, rates, updates), state
-
-    return optax.GradientTransformation(optax.init_empty_state, update)
-
-
-def make_optimizer(config: ml_collections.ConfigDict,
-                   genome_mask: Pytree | None = None) -> optax.GradientTransformation:
-    """Global-norm clipping, per-parameter clipping (when on), then Adam; θ's genome elements
-    (`genome_mask`, from `UpdateRule.genome_mask`) at their own learning rate when set.
-
-    The state keeps one layout (clipping's, then Adam's) whatever is on, so a snapshot continues
-    with per-parameter clipping or a genome learning rate switched on."""
-    settings = config.optimizer
-    learning_rate, eps = settings.learning_rate, settings.get("eps", 1e-8)
-    genome_learning_rate = settings.get("genome_learning_rate", 0.0)
-    clip = optax.clip_by_global_norm(settings.clip_norm)
-    if settings.get("clip_per_parameter", 0.0) > 0:
-        clip = optax.chain(clip, optax.clip(settings.clip_per_parameter))
-    if genome_learning_rate > 0:
-        if genome_mask is None:
-            raise ValueError("config.optimizer.genome_learning_rate is set but make_optimizer got no genome_mask")
-        rates = jax.tree.map(lambda mask: np.where(mask, -genome_learning_rate, -learning_rate), genome_mask)
-        adam = optax.chain(optax.scale_by_adam(eps=eps), _scale_per_element(rates))
-    else:
-        adam = optax.adam(learning_rate, eps=eps)
-    return optax.chain(clip, adam)
-
-
-def _tree_finite(tree) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
-
-
-def make_update_fn(optimizer: optax.GradientTransformation, sharding=None):
-    """Jitted θ update that leaves θ and the optimiser untouched when anything is non-finite.
-
-    `sharding` (e.g. replicated over a mesh) fixes where every output lives.
-    """
-
-    @functools.partial(jax.jit, out_shardings=sharding)
-    def update(theta, opt_state, grad, loss):
-        ok = jnp.isfinite(loss) & _tree_finite(grad)
-        safe_grad = jax.tree.map(lambda g: jnp.where(ok, g, 0.0), grad)
-        updates, new_opt_state = optimizer.update(safe_grad, opt_state, theta)
-        new_theta = optax.apply_updates(theta, updates)
-        pick = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
-        return pick(new_theta, theta), pick(new_opt_state, opt_state), ok, optax.tree.norm(safe_grad)
-
-    return update
+from metaplastic.core.workdir import WorkdirError, WorkdirLock, check_config, keep_config_history, shown_changes
 
 
 class MetaTrainer:
@@ -168,16 +87,22 @@ class MetaTrainer:
         self.group = None
         self.group_start = 0
         self.group_inner_steps = 0  # inner steps since the group started (host copy)
-        # independent phases, host copies: each task's position and horizon, and the θ-step at which
-        # the task in each slot was drawn (-1: one of the group's first tasks)
-        self.task_steps = self.task_horizons = None
-        self.task_starts: list[int] = []
+        self.phases: TaskPhases | None = None  # independent phases: where each task is
         self.estimator_state = None
+        changes = []
         if lock and self.checkpointer.all_steps():  # before restoring: another run's θ must not be read
-            check_config(self.workdir, config.to_dict(), self.checkpointer.all_steps()[-1],
-                         config.allow_config_change)
-        if not self._restore():
+            changes = check_config(self.workdir, config.to_dict(), config.allow_config_change)
+        try:
+            resumed = self._restore()
+        except CheckpointMismatch as error:
+            changed = shown_changes(changes) or "no field changed"
+            raise WorkdirError(f"{error}: the checkpoints are intact, but config.allow_config_change cannot "
+                               f"change the shapes of θ or of the task state ({changed}); resume with the fields "
+                               "that set them as they were, or use another --workdir") from None
+        if not resumed:
             self._start_from(config.init_snapshot, config.init_theta)
+        elif changes:
+            keep_config_history(self.workdir, self.step)
 
     def _init_meta_optimiser(self) -> None:
         """What turns a meta-gradient into a θ update (`core.genome` puts its strategy here)."""
@@ -192,6 +117,11 @@ class MetaTrainer:
 
     def _key(self, purpose: KeyPurpose, step: int) -> jax.Array:
         return run_key(self.config.seed, purpose, step)
+
+    # independent phases: each task's position, its horizon, the θ-step its slot's task was drawn
+    task_steps = property(lambda self: None if self.phases is None else self.phases.steps)
+    task_horizons = property(lambda self: None if self.phases is None else self.phases.horizons)
+    task_starts = property(lambda self: [] if self.phases is None else list(self.phases.starts))
 
     # -- task groups and their data -------------------------------------------
     def _sample_group(self, step: int) -> TaskGroup:
@@ -238,28 +168,15 @@ class MetaTrainer:
                 self.theta, self._key(KeyPurpose.INIT, step), self.group.arch,
                 self.config.tasks_per_step, self.group.horizon)
         else:
-            self.task_horizons = np.asarray(self.group.horizons, np.int32)
-            self.task_steps = np.asarray(self.group.offsets, np.int32)
-            self.task_starts = [-1] * len(self.group.tasks)
+            self.phases = TaskPhases.start(self.group)
             state = self.components.estimator.init_state(
                 self.theta, self._key(KeyPurpose.INIT, step), self.group.arch,
-                self.config.tasks_per_step, self.task_horizons)
-            state = state.replace(step_in_horizon=jnp.asarray(self.task_steps))
+                self.config.tasks_per_step, self.phases.horizons)
+            state = state.replace(step_in_horizon=jnp.asarray(self.phases.steps))
         self.estimator_state = self.sharding.place_state(state)
 
     def _group_done(self) -> bool:
         return self.group is None or self.group_inner_steps >= self.group.horizon
-
-    def _replacements(self, step: int) -> tuple[TaskGroup, np.ndarray, np.ndarray]:
-        """Independent phases: (the group with every task that ends at `step` replaced, which slots,
-        their new horizons). Host-only and deterministic, so every process agrees."""
-        ended = self.task_steps + self.group.truncation_length >= self.task_horizons
-        tasks, horizons = list(self.group.tasks), self.task_horizons.copy()
-        key = self._key(KeyPurpose.TASK, step)
-        for slot in np.flatnonzero(ended):
-            tasks[slot], horizons[slot] = replacement_task(self.components.family, self.schedule, self.group,
-                                                           key, int(slot))
-        return dataclasses.replace(self.group, tasks=tuple(tasks)), ended, horizons
 
     def _reset_ended(self, state, ended: np.ndarray, horizons: np.ndarray, step: int):
         """`state` with the ended tasks' rows fresh (φ_0, step 0, their new horizons, fresh estimator state)."""
@@ -299,15 +216,10 @@ class MetaTrainer:
         if self.estimator_state is not None:
             self.group_inner_steps = meta.get("group_inner_steps", int(np.max(self.estimator_state.step_in_horizon)))
         if self.estimator_state is not None and self.schedule.independent:
-            self.task_steps = np.asarray(jax.device_get(self.estimator_state.step_in_horizon), np.int32)
-            self.task_horizons = np.asarray(jax.device_get(self.estimator_state.horizon), np.int32)
-            self.task_starts = list(meta["task_starts"])
-            tasks = list(self.group.tasks)
-            for slot, start in enumerate(self.task_starts):
-                if start >= 0:  # redraw the task that replaced the group's first one at θ-step `start`
-                    tasks[slot] = replacement_task(self.components.family, self.schedule, self.group,
-                                                   self._key(KeyPurpose.TASK, start), slot)[0]
-            self.group = dataclasses.replace(self.group, tasks=tuple(tasks))
+            self.phases = TaskPhases.resumed(jax.device_get(self.estimator_state.step_in_horizon),
+                                             jax.device_get(self.estimator_state.horizon), meta["task_starts"])
+            self.group = self.phases.redrawn(self.components.family, self.schedule, self.group,
+                                             lambda start: self._key(KeyPurpose.TASK, start))
         self.step, self.skipped = meta["step"], meta["skipped"]
         self.group_start = meta["group_start"]
         self.elapsed_seconds = meta.get("elapsed_seconds", 0.0)
@@ -373,7 +285,8 @@ class MetaTrainer:
         ends = self.group_inner_steps + length >= self.group.horizon
         next_group, ended, horizons = self.group, None, None
         if self.schedule.independent and not ends:
-            next_group, ended, horizons = self._replacements(self.step)
+            next_group, ended, horizons = self.phases.replacements(
+                self.components.family, self.schedule, self.group, self._key(KeyPurpose.TASK, self.step))
         self._prefetch(self.step + 1, self.step + 1 if ends else self.group_start, None if ends else next_group)
         host = jax.device_get({"ok": ok, "grad_norm": grad_norm, "metrics": metrics,
                                "inner_step": next_state.step_in_horizon,
@@ -382,12 +295,9 @@ class MetaTrainer:
         if host["ok"]:
             if ended is not None and ended.any():
                 next_state = self._reset_ended(next_state, ended, horizons, self.step)
-                self.task_starts = [self.step if e else s for e, s in zip(ended, self.task_starts)]
                 resets = int(ended.sum())
             if self.schedule.independent:
-                self.task_steps = np.where(ended, 0, self.task_steps + length).astype(np.int32) \
-                    if ended is not None else self.task_steps + length
-                self.task_horizons = horizons if horizons is not None else self.task_horizons
+                self.phases = self.phases.advanced(length, self.step, ended, horizons)
             self.estimator_state = self.sharding.place_state(next_state)
             self.group, self.group_inner_steps = next_group, self.group_inner_steps + length
             self.consecutive_skipped = 0
@@ -421,9 +331,9 @@ class MetaTrainer:
         primary = distributed.is_primary()
         if primary:
             write_atomic(self.workdir / "config.json", json.dumps(config.to_dict(), indent=2, default=str).encode())
-        writer = MetricsWriter(self.workdir, resume_step=self.step) if primary else None
+        writer = create_default_writer(self.workdir, resume_step=self.step) if primary else None
         if writer is not None:
-            writer.write_hparams(config.to_dict())
+            writer.write_hparams(flatten_hparams(config.to_dict()))
         if config.time_limit_seconds:
             max_seconds = min(max_seconds or float("inf"), config.time_limit_seconds)
         first_step, started, cpu_started = self.step, time.perf_counter(), time.process_time()
@@ -447,7 +357,15 @@ class MetaTrainer:
                 if max_cpu_seconds is not None and time.process_time() - cpu_started >= max_cpu_seconds:
                     break
                 tick = time.perf_counter()
-                metrics = self.train_step()
+                try:
+                    metrics = self.train_step()
+                except jax.errors.JaxRuntimeError as error:
+                    if "RESOURCE_EXHAUSTED" not in str(error):
+                        raise  # a bug: it keeps its traceback
+                    raise TrainingError(
+                        f"θ-step {self.step + 1} does not fit in the device's memory ({one_line(error)[:200]}): "
+                        f"lower config.batch_size ({config.batch_size}) or config.tasks_per_step "
+                        f"({config.tasks_per_step})") from None
                 metrics["seconds"] = time.perf_counter() - tick
                 self.elapsed_seconds += metrics["seconds"]
                 validated = self.validator is not None and self.validator.due(self.step) and primary

@@ -56,8 +56,8 @@ class TruncatedUnroll:
             loss = self.objective.loss(functools.partial(self.rule.features, state), batch_a, batch_b)
             return state, loss
 
-        num_steps = data.unlabeled.shape[0]
-        inputs = (data.unlabeled, data.meta_a, data.meta_b, jax.random.split(key, num_steps))
+        num_steps = data.unlabelled.shape[0]
+        inputs = (data.unlabelled, data.meta_a, data.meta_b, jax.random.split(key, num_steps))
         if not self.remat:
             return jax.lax.scan(step, state, inputs, unroll=self.scan_unroll)
         return _segmented_scan(jax.checkpoint(step), state, inputs, segment_length(num_steps), self.scan_unroll)
@@ -65,7 +65,7 @@ class TruncatedUnroll:
     def batch_loss(self, theta: Pytree, states: InnerState, data: TruncationData,
                    key: jax.Array) -> tuple[jax.Array, tuple[InnerState, jax.Array]]:
         """T tasks: (mean meta-loss, (next states [T], losses [T, K]))."""
-        keys = jax.random.split(key, data.unlabeled.shape[0])
+        keys = jax.random.split(key, data.unlabelled.shape[0])
         states, losses = jax.vmap(self.unroll, in_axes=(None, 0, 0, 0))(theta, states, data, keys)
         return jnp.mean(losses), (states, losses)
 
@@ -83,18 +83,18 @@ def run_inner_steps(rule: UpdateRule, theta: Pytree, state: InnerState, inputs_a
 
 
 def trajectory_losses(rule: UpdateRule, objective: MetaObjective, theta: Pytree, state: InnerState,
-                      unlabeled: jax.Array, meta_a, meta_b, points: tuple[int, ...], key: jax.Array) -> jax.Array:
+                      unlabelled: jax.Array, meta_a, meta_b, points: tuple[int, ...], key: jax.Array) -> jax.Array:
     """A whole inner run, scored along the way: the meta-loss after each of `points` (ascending inner-step
     counts) [P], fitting on meta_a[i] and scoring on meta_b[i] ([P, n, ...]) at points[i].
 
-    `unlabeled` [max(points), B, D] holds the batch of every inner step; no labels reach the rule.
+    `unlabelled` [max(points), B, D] holds the batch of every inner step; no labels reach the rule.
     The objective of genome-first training and of meta-validation: a rule that peaks and then falls
     is seen falling.
     """
-    keys, unlabeled = jax.random.split(key, max(points)), jnp.asarray(unlabeled)
+    keys, unlabelled = jax.random.split(key, max(points)), jnp.asarray(unlabelled)
     losses, start = [], 0
     for i, point in enumerate(points):
-        state = run_inner_steps(rule, theta, state, lambda t: (unlabeled[t], keys[t]), start, point)
+        state = run_inner_steps(rule, theta, state, lambda t: (unlabelled[t], keys[t]), start, point)
         batch_a, batch_b = jax.tree.map(lambda a: a[i], (meta_a, meta_b))
         losses.append(objective.loss(functools.partial(rule.features, state), batch_a, batch_b))
         start = point

@@ -33,10 +33,10 @@ BEST_DIR = "best"
 
 @functools.partial(jax.jit, static_argnames=("rule", "objective", "points"))
 def _task_losses(rule: UpdateRule, objective: MetaObjective, points: tuple[int, ...], theta, states,
-                 unlabeled, meta_a, meta_b, keys) -> jax.Array:
+                 unlabelled, meta_a, meta_b, keys) -> jax.Array:
     """[N, P] meta-losses of N fixed tasks of one architecture."""
     run = functools.partial(trajectory_losses, rule, objective, theta, points=points)
-    return jax.vmap(lambda s, u, a, b, k: run(s, u, a, b, key=k))(states, unlabeled, meta_a, meta_b, keys)
+    return jax.vmap(lambda s, u, a, b, k: run(s, u, a, b, key=k))(states, unlabelled, meta_a, meta_b, keys)
 
 
 @flax.struct.dataclass
@@ -44,7 +44,7 @@ class FixedTasks:
     """N tasks of one architecture, with everything a whole run needs, drawn once."""
 
     states: Pytree       # φ_0 [N, ...]
-    unlabeled: np.ndarray  # [N, max(points), B, D]
+    unlabelled: np.ndarray  # [N, max(points), B, D]
     meta_a: object       # LabeledBatch [N, P, n, ...]
     meta_b: object
     keys: jax.Array      # [N] unroll keys
@@ -59,10 +59,10 @@ def draw_task_data(family, arch, num_tasks: int, points: tuple[int, ...], batch_
         task_key = jax.random.fold_in(key, i)
         task = family.sample_task(jax.random.fold_in(task_key, 0), arch)
         data = family.truncation_data(task, jax.random.fold_in(task_key, 1), max(points), batch_size)
-        parts.append((data.unlabeled, jax.tree.map(lambda a: a[index], data.meta_a),
+        parts.append((data.unlabelled, jax.tree.map(lambda a: a[index], data.meta_a),
                       jax.tree.map(lambda a: a[index], data.meta_b)))
-    unlabeled, meta_a, meta_b = jax.tree.map(lambda *xs: np.stack(xs), *parts)
-    return FixedTasks(None, unlabeled, meta_a, meta_b, None)
+    unlabelled, meta_a, meta_b = jax.tree.map(lambda *xs: np.stack(xs), *parts)
+    return FixedTasks(None, unlabelled, meta_a, meta_b, None)
 
 
 @functools.partial(jax.jit, static_argnames=("rule", "arch", "num_tasks"))
@@ -76,7 +76,7 @@ def _fresh_states(rule: UpdateRule, arch, num_tasks: int, key: jax.Array):
 
 def with_states(rule: UpdateRule, arch, tasks: FixedTasks, key: jax.Array) -> FixedTasks:
     """`tasks` (from `draw_task_data` with the same key) with their φ_0 and unroll keys (device work)."""
-    states, keys = _fresh_states(rule, arch, tasks.unlabeled.shape[0], key)
+    states, keys = _fresh_states(rule, arch, tasks.unlabelled.shape[0], key)
     return tasks.replace(states=states, keys=keys)
 
 
@@ -105,7 +105,7 @@ def score_untrained(rule: UpdateRule, objective: MetaObjective, tasks: list[Fixe
 def score_tasks(rule: UpdateRule, objective: MetaObjective, points: tuple[int, ...], theta,
                 tasks: list[FixedTasks]) -> np.ndarray:
     """[P] mean meta-loss at each point over every architecture's tasks."""
-    losses = [_task_losses(rule, objective, points, theta, t.states, t.unlabeled, t.meta_a, t.meta_b, t.keys)
+    losses = [_task_losses(rule, objective, points, theta, t.states, t.unlabelled, t.meta_a, t.meta_b, t.keys)
               for t in tasks]
     return np.mean([np.mean(np.asarray(loss), axis=0) for loss in losses], axis=0)
 

@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import pluggy
 
-from metaplastic.core.errors import UserError  # a leaf module: the one base of user errors
+from metaplastic.core.errors import UserError, one_line  # a leaf module: the one base of user errors
 from metaplastic.registries import hookspecs
 
 hookimpl = pluggy.HookimplMarker(hookspecs.PROJECT)
@@ -60,14 +60,6 @@ class Entry:
 
 def _warn(message: str) -> None:
     print(f"metaplastic: {message}", file=sys.stderr)
-
-
-def _one_line(text: str) -> str:
-    return "; ".join(part.strip() for part in str(text).splitlines() if part.strip())
-
-
-def _error(error: BaseException) -> str:
-    return f"{type(error).__name__}: {_one_line(error)}" if str(error) else type(error).__name__
 
 
 def doc_summary(doc: str | None, limit: int = 100) -> str:
@@ -178,10 +170,10 @@ class Registry:
         try:
             self.plugin_manager.register(module, name=name)
         except pluggy.PluginValidationError as error:
-            self._skip(f"{who} does not fit the hook specifications ({_one_line(error)}); skipped")
+            self._skip(f"{who} does not fit the hook specifications ({one_line(error)}); skipped")
             return
         except PLUGIN_ERRORS as error:  # e.g. an attribute that raises when looked at
-            self._skip(f"{who} could not be registered ({_error(error)}); skipped")
+            self._skip(f"{who} could not be registered ({one_line(error, with_type=True)}); skipped")
             return
         finally:
             unknown, self.plugin_manager.unknown = self.plugin_manager.unknown, []
@@ -203,7 +195,7 @@ class Registry:
             module = importlib.import_module(module_name)
         except PLUGIN_ERRORS as error:  # a broken plugin must not stop the run
             self._skip(f"built-in plugin {module_name} failed to import "
-                       f"({_error(error)}); skipped")
+                       f"({one_line(error, with_type=True)}); skipped")
             return
         self._register(module, module_name, module_name, BUILTIN_ORIGIN)
 
@@ -226,7 +218,7 @@ class Registry:
                 found = list(dist.entry_points.select(group=hookspecs.PROJECT))
             except PLUGIN_ERRORS as error:
                 self._skip(f"distribution {_dist_name(dist)}: its entry points could not be read "
-                           f"({_error(error)}); skipped")
+                           f"({one_line(error, with_type=True)}); skipped")
                 continue
             for entry_point in found:
                 yield _dist_name(dist), entry_point
@@ -237,7 +229,7 @@ class Registry:
                 module = entry_point.load()
             except PLUGIN_ERRORS as error:
                 self._skip(f"plugin '{entry_point.name}' from {dist} failed to import "
-                           f"({_error(error)}); skipped")
+                           f"({one_line(error, with_type=True)}); skipped")
                 continue
             if self.plugin_manager.is_registered(module):
                 continue
@@ -260,7 +252,7 @@ class Registry:
                     provided = impl.function()
                     items = list(provided.items()) if isinstance(provided, collections.abc.Mapping) else None
                 except PLUGIN_ERRORS as error:
-                    self._skip(f"{who} raised {_error(error)}; skipped")
+                    self._skip(f"{who} raised {one_line(error, with_type=True)}; skipped")
                     continue
                 if items is None:
                     what = "None" if provided is None else type(provided).__name__

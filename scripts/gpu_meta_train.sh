@@ -104,9 +104,9 @@ cd "$ROOT"
 
 START_STEP=""
 FROM_SNAPSHOT=(--config.init_snapshot="$SNAPSHOT")  # a workdir with checkpoints refuses a new start
-if [[ -d "$WORK/checkpoints" ]]; then
-    START_STEP="$(find "$WORK/checkpoints" -mindepth 1 -maxdepth 1 -type d -regex '.*/[0-9]+' -printf '%f\n' \
-                  | sort -n | tail -1)"
+if [[ -d "$WORK/checkpoints" ]]; then  # the steps the trainer would resume, as the library lists them
+    START_STEP="$("$PY" -c 'import sys; from metaplastic.core.rules import checkpoint_steps
+print((checkpoint_steps(sys.argv[1]) or [""])[-1])' "$WORK")"
 fi
 if [[ -n "$START_STEP" ]]; then
     echo "== $WORK holds checkpoints (newest step $START_STEP): resuming them; SNAPSHOT is not read"
@@ -126,14 +126,15 @@ echo "== metaplastic train --config $CONFIG --workdir $WORK for $MINUTES min (${
 cp "$WORK/metrics.csv" "$OUT/metrics.csv"
 
 "$PY" - "$OUT/metrics.csv" "$START_STEP" "$OUT/train.log" <<'EOF'
-import csv
+import pathlib
 import re
 import statistics
 import sys
 
-path, start, log = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-with open(path, newline="") as handle:
-    rows = [row for row in csv.DictReader(handle) if int(float(row["step"])) > start]
+from metaplastic.core.metrics import read_metrics
+
+path, start, log = pathlib.Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+rows = [row for row in read_metrics(path.parent) if row["step"] > start]
 if not rows:
     sys.exit(f"no θ-step was logged after step {start} (see train.log)")
 reached = int(float(rows[-1]["step"]))

@@ -262,7 +262,7 @@ def test_the_imdb_bow_task_family_samples_section_tasks(lists):
     assert "python" in family.vocabulary and "perl" in family.vocabulary
     task = family.sample_task(jax.random.PRNGKey(0), Architecture(family.input_dim, (8,)))
     data = family.truncation_data(task, jax.random.PRNGKey(1), 2, 5)
-    assert data.unlabeled.shape == (2, 5, family.input_dim)
+    assert data.unlabelled.shape == (2, 5, family.input_dim)
     assert data.meta_a.y.shape == (2, 12, 10) and np.all(data.meta_a.y[0].sum(0)[:4] == 3)
     assert not data.meta_a.y[..., 4:].any()  # 4 classes here, padded to max_classes
 

@@ -4,8 +4,9 @@ an existing workdir keeps everything it had; a new workdir ({tmp}/new) is not le
 One row per bad input: the arguments (with {workdir}: an existing run's workdir, {tmp}: a scratch
 folder holding the bad files below, {snapshots}: snapshots of other runs) and the text the line must
 contain. Every such error is a `metaplastic.core.errors.UserError`; anything else would be a bug and
-keep its traceback. Below the table: the behaviours that are not refusals (a preempted run exits 75,
-a run whose every step was skipped fails, the snapshot a run started from resumes it).
+keep its traceback. Below the table: what the table's one-argument-list form cannot say (a preempted
+run exits 75 and the snapshot it started from resumes it, a run whose every step was skipped fails, a
+step too big for memory, a damaged checkpoint said in its one warning line, no Orbax noise).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import gc
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -131,6 +133,13 @@ ROWS = {
     "snapshot over checkpoints": (train("--config.init_snapshot={snapshots}/wide.npz"),
                                   "workdir '{workdir}' already holds checkpoints (newest step 2), which a run "
                                   "resumes; config.init_snapshot='{snapshots}/wide.npz' only starts a new run"),
+    # resuming
+    "allow_config_change of θ's shapes": (
+        train("--config.allow_config_change=True", "--config.update_rule_config.hidden=32"),
+        "checkpoint step 2 in {workdir}/checkpoints holds theta/unit_net/Dense_0/bias of shape (16,), where "
+        "this run builds shape (32,) (and 14 more entries differ): the checkpoints are intact, but "
+        "config.allow_config_change cannot change the shapes of θ or of the task state "
+        "(update_rule_config.hidden: 16 -> 32)"),
     "snapshot of a folder that is no workdir": (["snapshot", "{tmp}", "{tmp}/out.npz"],
                                                 "workdir '{tmp}': no checkpoints/ or config.json"),
     # workdirs
@@ -156,16 +165,22 @@ ROWS = {
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    """An existing run's workdir, as `metaplastic train` leaves it (the files' contents stand in: no row
-    gets as far as reading them, and a real run would cost a compilation)."""
+    """An existing run's workdir, as `metaplastic train` leaves it: a real checkpoint of step 2 (the
+    state a trainer starts with, saved without training: no compilation), metrics and event files
+    that stand in (no row gets as far as reading them)."""
+    from metaplastic.core.trainer import MetaTrainer
+
     path = tmp_path_factory.mktemp("bad_inputs") / "run"
     config = config_lib.resolve(config_lib.load_config_file(TINY))
-    (path / "checkpoints" / "2" / "state").mkdir(parents=True)
+    trainer = MetaTrainer(config, path)
+    trainer.step = 2
+    trainer.save()
+    trainer.checkpointer.close()
+    del trainer
+    gc.collect()  # its workdir lock goes with it
     (path / "tensorboard").mkdir()
     (path / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
     (path / "metrics.csv").write_text("step,meta_loss,seconds\n1,0.9,1.0\n2,0.8,1.0\n")
-    (path / "checkpoints" / "2" / "state" / "manifest.ocdbt").write_bytes(bytes(range(256)))
-    (path / "checkpoints" / "2" / "commit_success.txt").write_text("Checkpoint commit was successful\n")
     (path / "tensorboard" / "events.out.tfevents.1.host").write_bytes(b"\x00" * 64)
     return path
 
@@ -206,7 +221,8 @@ def snapshots(tmp_path_factory):
     """Snapshots of a run of another rule and of another width (their initial θ: no training), and a
     truncated one."""
     from metaplastic.core.snapshot import save_snapshot
-    from metaplastic.core.trainer import initial_theta, make_optimizer
+    from metaplastic.core.keys import initial_theta
+    from metaplastic.core.optimizer import make_optimizer
 
     folder = tmp_path_factory.mktemp("snapshots")
     for name, overrides in (("hebbian", ["--config.update_rule=hebbian"]),
@@ -326,6 +342,63 @@ def test_preempted_run_exits_75_and_the_snapshot_it_started_from_resumes_it(tmp_
     gc.collect()
     out, err = capsys.readouterr()
     assert out.startswith("done: 6 steps, ") and "error" not in err, (out, err)
+
+
+def test_a_step_too_big_for_memory_is_one_line_naming_the_fields_that_size_it(tmp_path, monkeypatch, capsys):
+    """XLA's out-of-memory error (what `--config.batch_size=1000000` ends in), raised by the first θ-step."""
+    import jax
+
+    from metaplastic.core.trainer import MetaTrainer
+
+    def out_of_memory(self):
+        raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate "
+                                         "148000000000 bytes.")
+
+    monkeypatch.setattr(MetaTrainer, "train_step", out_of_memory)
+    code = cli.main(train("--no-progress", workdir=str(tmp_path / "run")))
+    gc.collect()
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2, err
+    assert err[-1] == ("metaplastic: error: θ-step 1 does not fit in the device's memory (RESOURCE_EXHAUSTED: Out "
+                       "of memory while trying to allocate 148000000000 bytes.): lower config.batch_size (16) or "
+                       "config.tasks_per_step (2)"), err
+    assert not any("Traceback" in line for line in err)
+
+
+def test_a_damaged_checkpoint_is_said_in_its_one_warning_line(workdir, tmp_path, capsys):
+    damaged = tmp_path / "run"
+    shutil.copytree(workdir, damaged)
+    for data in (damaged / "checkpoints" / "2" / "state").rglob("d/*"):  # every file of array data
+        data.write_bytes(data.read_bytes()[: data.stat().st_size // 3])
+    code = cli.main(train("--config.num_steps=2", workdir=str(damaged)))  # (restored, it would run no step)
+    gc.collect()
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2, err
+    assert len(err) == 2 and "Traceback" not in "".join(err), err
+    assert err[0].startswith(f"metaplastic: checkpoint step 2 in {damaged}/checkpoints is damaged (")
+    assert err[0].endswith("); no older step is left")
+    assert err[1] == (f"metaplastic: error: no checkpoint in {damaged}/checkpoints restores intact (steps [2] are "
+                      "all damaged); move it away to start the run again")
+
+
+def test_a_failed_restore_leaves_no_noise_behind(workdir):
+    """Orbax gives up on a restore with array reads still pending; each would report itself when
+    collected ("Exception ignored in ...", "Task exception was never retrieved": a dozen tracebacks that
+    bury the warning line). A process of its own: some are collected only at exit."""
+    script = f"""
+import jax, jax.numpy as jnp
+from metaplastic.core.checkpoint import Checkpointer
+checkpointer = Checkpointer({str(workdir / "checkpoints")!r})
+stored = checkpointer.restore_raw(2)
+try:
+    checkpointer.restore(2, jax.tree.map(lambda a: jnp.zeros([n + 1 for n in a.shape], a.dtype), stored))
+except ValueError as error:
+    assert "not compatible with the stored shape" in str(error), error
+else:
+    raise AssertionError("restored into other shapes")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stderr == "", done.stderr[-3000:]
 
 
 def test_a_misspelt_dataset_is_a_short_line_with_the_closest_names(capsys):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import pathlib
-import runpy
 import sys
 import tomllib
 
@@ -235,14 +234,6 @@ def test_export_writes_a_loadable_rule_folder(capsys, trained, tmp_path):
     code, _, err = run(capsys, "export", str(workdir), str(tmp_path / "other"), "--step", "9")
     assert code == 2 and len(err.splitlines()) == 1 and "no step 9" in err and str(workdir) in err
     assert not (tmp_path / "other" / "rule.json").exists()
-
-
-def test_export_script_is_the_cli(capsys, monkeypatch, trained, tmp_path):
-    monkeypatch.setattr(sys, "argv", ["export_rule.py", str(trained[0]), str(tmp_path / "via_script")])
-    with pytest.raises(SystemExit) as exit:
-        runpy.run_path(str(ROOT / "scripts" / "export_rule.py"), run_name="__main__")
-    assert exit.value.code == 0
-    assert (tmp_path / "via_script" / "rule.json").is_file()
 
 
 def test_license_is_apache_2():

@@ -144,9 +144,9 @@ def test_a_workdir_rule_falls_back_to_the_newest_intact_checkpoint(tmp_path, cap
     import jax
 
     from metaplastic.core import config as config_lib
-    from metaplastic.core.checkpoint import Checkpointer
+    from metaplastic.core.checkpoint import Checkpointer, load_rule_from_workdir
     from metaplastic.core.interfaces import EvaluationError
-    from metaplastic.core.rules import load_rule, load_rule_from_workdir
+    from metaplastic.core.rules import load_rule
     from metaplastic.core.trainer import MetaTrainer
 
     config = config_lib.resolve(config_lib.load_config_file("experiments/train/digits.py:tiny"),

@@ -82,20 +82,20 @@ UNROLL = TruncatedUnroll(SecondMomentDrive(), HalfSquaredError())
 
 
 def horizon_data(seed: int = 0) -> dict[str, np.ndarray]:
-    """Per task, the whole horizon's batches: unlabeled [T, H, B, D], meta x [T, H, n, D], y [T, H, n, F]."""
+    """Per task, the whole horizon's batches: unlabelled [T, H, B, D], meta x [T, H, n, D], y [T, H, n, F]."""
     rng = np.random.default_rng(seed)
     steps = TRUNCATION * NUM_TRUNCATIONS
     target_w = rng.normal(size=(NUM_TASKS, 1, INPUT_DIM, FEATURES))
     x = rng.normal(size=(NUM_TASKS, steps, META_BATCH, INPUT_DIM))
     y = x @ target_w + 0.1 * rng.normal(size=(NUM_TASKS, steps, META_BATCH, FEATURES))
-    unlabeled = rng.normal(size=(NUM_TASKS, steps, BATCH, INPUT_DIM))
-    return {k: v.astype(np.float32) for k, v in dict(unlabeled=unlabeled, x=x, y=y).items()}
+    unlabelled = rng.normal(size=(NUM_TASKS, steps, BATCH, INPUT_DIM))
+    return {k: v.astype(np.float32) for k, v in dict(unlabelled=unlabelled, x=x, y=y).items()}
 
 
 def truncation(data: dict, index: int) -> TruncationData:
     part = slice(index * TRUNCATION, (index + 1) * TRUNCATION)
     batch = LabeledBatch(data["x"][:, part], data["y"][:, part])
-    return TruncationData(data["unlabeled"][:, part], batch, batch)
+    return TruncationData(data["unlabelled"][:, part], batch, batch)
 
 
 def closed_form_gradient(data: dict, w0: np.ndarray, drive: np.ndarray, truncated: bool) -> np.ndarray:
@@ -105,12 +105,12 @@ def closed_form_gradient(data: dict, w0: np.ndarray, drive: np.ndarray, truncate
     dL_h/dΘ = Σ_{s≤h} ρ^{h−s} M_s G_h with M_s = x_sᵀx_s/B and G_h = X_hᵀ(X_h W_{h+1} − Y_h)/n.
     `truncated` keeps only s in h's own truncation, as truncated backprop does.
     """
-    unlabeled, x, y = (data[k].astype(np.float64) for k in ("unlabeled", "x", "y"))
+    unlabelled, x, y = (data[k].astype(np.float64) for k in ("unlabelled", "x", "y"))
     drive = drive.astype(np.float64)
-    num_tasks, steps = unlabeled.shape[:2]
+    num_tasks, steps = unlabelled.shape[:2]
     grad = np.zeros_like(drive)
     for t in range(num_tasks):
-        moments = [u.T @ u / u.shape[0] for u in unlabeled[t]]
+        moments = [u.T @ u / u.shape[0] for u in unlabelled[t]]
         w = w0[t].astype(np.float64)
         for h in range(steps):
             w = DECAY * w + moments[h] @ drive

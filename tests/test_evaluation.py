@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from metaplastic import cli
-from metaplastic.core import evaluation, rules
+from metaplastic.core import checkpoint, evaluation
 from metaplastic.core.evaluation import runner
 from metaplastic.core.config import ConfigError, load_config_file, resolve
 from metaplastic.registries import hookimpl
@@ -151,21 +151,21 @@ def trained(tmp_path_factory):
 
 def test_load_rule_from_workdir_restores_the_trainers_theta(trained):
     workdir, final, initial = trained
-    rule, theta = rules.load_rule_from_workdir(workdir)
+    rule, theta = checkpoint.load_rule_from_workdir(workdir)
     assert type(rule).__name__ == "SimpleLocalRule"
     assert jax.tree.structure(theta) == jax.tree.structure(final)
     for got, want in zip(jax.tree.leaves(theta), jax.tree.leaves(final)):
         assert isinstance(got, jax.Array)
         np.testing.assert_array_equal(got, want)
     assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(final), jax.tree.leaves(initial)))
-    _, theta0 = rules.load_rule_from_workdir(workdir, step=0)
+    _, theta0 = checkpoint.load_rule_from_workdir(workdir, step=0)
     for got, want in zip(jax.tree.leaves(theta0), jax.tree.leaves(initial)):
         np.testing.assert_array_equal(got, want)
-    assert rules.checkpoint_steps(workdir) == [2, 4, 6]
+    assert checkpoint.checkpoint_steps(workdir) == [2, 4, 6]
     with pytest.raises(evaluation.EvaluationError, match="no step 3"):
-        rules.load_rule_from_workdir(workdir, step=3)
+        checkpoint.load_rule_from_workdir(workdir, step=3)
     with pytest.raises(evaluation.EvaluationError, match="config.json"):
-        rules.load_rule_from_workdir(workdir / "checkpoints")
+        checkpoint.load_rule_from_workdir(workdir / "checkpoints")
 
 
 # ---------------------------------------------------------------- test labels are for scoring only
@@ -233,7 +233,7 @@ class Flaky(evaluation.EvalMethod):
             raise KeyboardInterrupt
         if _FlakyPlugin.calls == _FlakyPlugin.terminate_at:
             os.kill(os.getpid(), signal.SIGTERM)  # the study's handler: stop after this cell
-        projection = np.asarray(jax.random.normal(problem.init_key, (problem.unlabeled.shape[1], 5)))
+        projection = np.asarray(jax.random.normal(problem.init_key, (problem.unlabelled.shape[1], 5)))
 
         class Projected(evaluation.FeatureModel):
             def features(self, x):
@@ -248,7 +248,7 @@ class MeanImage(evaluation.EvalMethod):
     """'First-layer weights' = the mean of the (permuted) unlabelled inputs."""
 
     def train(self, problem, steps):
-        mean = problem.unlabeled.mean(axis=0)
+        mean = problem.unlabelled.mean(axis=0)
 
         class Model(evaluation.FeatureModel):
             def features(self, x):

@@ -124,11 +124,11 @@ def test_trajectory_losses_match_a_step_by_step_loop():
     theta = PRIOR_NO_NETS.init_theta(jax.random.PRNGKey(0))
     one = jax.tree.map(lambda a: a[0], tasks)
     objective = RidgeCosDist()
-    got = trajectory_losses(PRIOR_NO_NETS, objective, theta, one.states, one.unlabeled, one.meta_a, one.meta_b,
+    got = trajectory_losses(PRIOR_NO_NETS, objective, theta, one.states, one.unlabelled, one.meta_a, one.meta_b,
                             points, one.keys)
     state, expected = one.states, []
     for t in range(5):
-        state = PRIOR_NO_NETS.inner_step(theta, state, one.unlabeled[t], None)
+        state = PRIOR_NO_NETS.inner_step(theta, state, one.unlabelled[t], None)
         if t + 1 in points:
             i = points.index(t + 1)
             batch = lambda b: jax.tree.map(lambda a: a[i], b)
@@ -275,7 +275,7 @@ def test_relative_change_is_the_step_measured_against_the_weights():
 
 
 def test_train_ends_with_the_held_out_score_beside_its_start_and_random_init(genome_run):
-    from metaplastic.cli import next_evaluation
+    from metaplastic.command_line import next_evaluation
     from metaplastic.core.validation import Validator, held_out_summary
 
     validation = GENOME_RUN_SUMMARY["validation"]
@@ -288,7 +288,7 @@ def test_train_ends_with_the_held_out_score_beside_its_start_and_random_init(gen
     validator = Validator(config, components.rule, components.objective, genome_run / "elsewhere")
     losses = []
     for tasks in validator.tasks:
-        for i in range(tasks.unlabeled.shape[0]):
+        for i in range(tasks.unlabelled.shape[0]):
             state = jax.tree.map(lambda a: a[i], tasks.states)
             for p in range(len(validator.points)):
                 batch_a, batch_b = jax.tree.map(lambda a: a[i, p], (tasks.meta_a, tasks.meta_b))

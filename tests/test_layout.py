@@ -47,6 +47,65 @@ def test_core_imports_no_plugin_and_no_experiment():
     assert not offenders
 
 
+def module_name(path: pathlib.Path) -> str:
+    """core/evaluation/data.py -> 'metaplastic.core.evaluation.data' (a package: its __init__)."""
+    folder = next(f for f in sorted(PACKAGE_DIRS, key=len, reverse=True) if path.is_relative_to(ROOT / f))
+    parts = path.relative_to(ROOT / folder).with_suffix("").parts
+    return ".".join([PACKAGE_DIRS[folder], *(parts[:-1] if parts[-1] == "__init__" else parts)])
+
+
+def import_graph(paths: list[pathlib.Path]) -> dict[str, set[str]]:
+    """{module: the modules among `paths` that importing it runs}: every import at any depth (inside
+    functions and `if TYPE_CHECKING:` too), and for `a.b.c` the package `a.b` whose __init__ runs first."""
+    modules = {module_name(p): p for p in paths}
+    graph = {}
+    for name, path in modules.items():
+        reached = set()
+        for imported in imported_modules(path):
+            parts = imported.split(".")
+            reached.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+        graph[name] = {m for m in reached & modules.keys() if m != name and not name.startswith(m + ".")}
+    return graph
+
+
+def import_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of imports in `graph` (its modules in order, the first repeated at the end), or None."""
+    done, path = set(), []
+
+    def visit(module: str) -> list[str] | None:
+        if module in path:
+            return path[path.index(module):] + [module]
+        if module in done:
+            return None
+        path.append(module)
+        for other in sorted(graph[module]):
+            found = visit(other)
+            if found:
+                return found
+        path.pop()
+        done.add(module)
+        return None
+
+    return next((found for module in sorted(graph) if (found := visit(module))), None)
+
+
+def test_core_has_no_import_cycle():
+    # a cycle hidden by a function-level import still couples the two modules both ways
+    assert import_cycle(import_graph(python_files("core"))) is None
+
+
+def test_the_cycle_check_can_fail():
+    a, b, c = "metaplastic.core.a", "metaplastic.core.b", "metaplastic.core.c"
+    assert import_cycle({a: {b}, b: {c}, c: {a}}) == [a, b, c, a]
+    assert import_cycle({a: {b, c}, b: {c}, c: set()}) is None
+    # a function-level import is an edge; importing a submodule runs its package's __init__ first
+    picture, pictures = ROOT / "core" / "metric_writers" / "curve_picture.py", ROOT / "core" / "evaluation" / "pictures.py"
+    graph = import_graph([picture, pictures, ROOT / "core" / "evaluation" / "__init__.py"])
+    assert graph["metaplastic.core.metric_writers.curve_picture"] == {"metaplastic.core.evaluation",
+                                                                      "metaplastic.core.evaluation.pictures"}
+    assert module_name(ROOT / "core" / "evaluation" / "__init__.py") == "metaplastic.core.evaluation"
+
+
 def test_registries_import_only_themselves():
     # the built-in plugins package is imported only to find its kind folders; core.errors (a leaf
     # module) only for the one base of user errors

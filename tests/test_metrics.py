@@ -23,9 +23,10 @@ import zlib
 import numpy as np
 import pytest
 
-from metaplastic.core import metrics
-from metaplastic.core.metrics import (CsvWriter, MetricsWriter, MetricWriter, MultiWriter, TensorBoardWriter,
-                                      flatten_hparams, read_metrics)
+from metaplastic.core import metric_writers
+from metaplastic.core.metric_writers import (CsvWriter, CurvePicture, MetricWriter, MultiWriter, TensorBoardWriter,
+                                             WandbWriter, create_default_writer, flatten_hparams)
+from metaplastic.core.metrics import read_metrics
 
 CONFIG = {"seed": 0, "update_rule": "simple_local", "use_bias": True,
           "optimizer": {"learning_rate": 0.01, "name": "adam"},
@@ -142,9 +143,9 @@ def test_csv_row_flush_is_cheap(tmp_path):
 
 KILLED_RUN = textwrap.dedent("""
     import os, sys
-    from metaplastic.core.metrics import MetricsWriter
+    from metaplastic.core.metric_writers import create_default_writer
 
-    writer = MetricsWriter(sys.argv[1], resume_step=int(sys.argv[2]))
+    writer = create_default_writer(sys.argv[1], resume_step=int(sys.argv[2]))
     writer.write_hparams({"optimizer": {"learning_rate": 0.01}})
     for step in range(int(sys.argv[2]) + 1, int(sys.argv[3]) + 1):
         writer.write(step, {"meta_loss": float(sys.argv[4]) + 1.0 / step, "seconds": 0.5})
@@ -153,7 +154,7 @@ KILLED_RUN = textwrap.dedent("""
 
 
 def killed_run(workdir, resume_step: int, last_step: int, offset: float = 0.0) -> None:
-    env = {k: v for k, v in os.environ.items() if k != metrics.WANDB_ENV}
+    env = {k: v for k, v in os.environ.items() if k != metric_writers.WANDB_ENV}
     process = subprocess.run([sys.executable, "-c", KILLED_RUN, str(workdir), str(resume_step), str(last_step),
                               str(offset)], env=env, capture_output=True, text=True, timeout=120)
     assert process.returncode == -9, process.stderr[-2000:]
@@ -231,7 +232,7 @@ def test_flatten_hparams():
 def test_hparams_land_in_tensorboard_not_in_the_csv(tmp_path):
     from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData
 
-    with MetricsWriter(tmp_path) as writer:
+    with create_default_writer(tmp_path) as writer:
         writer.write_hparams(CONFIG)
         write_steps(writer, range(1, 4))
     assert list(read_metrics(tmp_path)[0]) == ["step", "meta_loss", "seconds"]
@@ -296,7 +297,7 @@ def history_of(records) -> list[dict]:
 @pytest.fixture
 def wandb_offline(tmp_path, monkeypatch):
     pytest.importorskip("wandb", reason="wandb is not installed: pip install 'metaplastic[wandb]'")
-    for name, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", metrics.WANDB_ENV: "1",
+    for name, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", metric_writers.WANDB_ENV: "1",
                         "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config"),
                         "WANDB_CACHE_DIR": str(tmp_path / "wandb-cache"),
                         "WANDB_DATA_DIR": str(tmp_path / "wandb-data")}.items():
@@ -308,8 +309,8 @@ def wandb_offline(tmp_path, monkeypatch):
 
 def test_wandb_offline_run_has_the_steps_and_hparams(wandb_offline):
     workdir = wandb_offline
-    with MetricsWriter(workdir) as writer:
-        assert writer.wandb is not None
+    with create_default_writer(workdir) as writer:
+        assert any(isinstance(w, WandbWriter) for w in writer.writers)
         writer.write_hparams(CONFIG)
         write_steps(writer, range(1, 6))
     run_id = (workdir / "wandb_id").read_text()
@@ -331,7 +332,7 @@ def test_wandb_offline_run_has_the_steps_and_hparams(wandb_offline):
 
     # a restart of the same workdir joins the same run id, in a new offline run folder
     time.sleep(1)  # the folder is named by the start second: two starts in one second would share one
-    with metrics.WandbWriter(workdir, {"seed": 1}, resume_step=5) as again:
+    with WandbWriter(workdir, {"seed": 1}, resume_step=5) as again:
         again.write_scalars(6, {"meta_loss": 0.1})
     assert (workdir / "wandb_id").read_text() == run_id
     (later,) = set((workdir / "wandb").glob(f"offline-run-*-{run_id}")) - {run_dir}
@@ -341,19 +342,18 @@ def test_wandb_offline_run_has_the_steps_and_hparams(wandb_offline):
 
 
 def test_wandb_requested_but_missing_falls_back_with_a_warning(tmp_path, monkeypatch):
-    monkeypatch.setenv(metrics.WANDB_ENV, "1")
-    monkeypatch.setattr(metrics, "wandb_available", lambda: False)
+    monkeypatch.setenv(metric_writers.WANDB_ENV, "1")
+    monkeypatch.setattr(metric_writers, "wandb_available", lambda: False)
     with pytest.warns(UserWarning, match="wandb is not installed"):
-        writer = MetricsWriter(tmp_path)
-    assert writer.wandb is None and [type(w) for w in writer.writers] == [CsvWriter, TensorBoardWriter,
-                                                                           metrics.CurvePicture]
+        writer = create_default_writer(tmp_path)
+    assert [type(w) for w in writer.writers] == [CsvWriter, TensorBoardWriter, CurvePicture]
     writer.close()
 
 
 def test_no_wandb_unless_asked(tmp_path, monkeypatch):
-    monkeypatch.delenv(metrics.WANDB_ENV, raising=False)
-    with MetricsWriter(tmp_path) as writer:
-        assert writer.wandb is None and len(writer.writers) == 3
+    monkeypatch.delenv(metric_writers.WANDB_ENV, raising=False)
+    with create_default_writer(tmp_path) as writer:
+        assert [type(w) for w in writer.writers] == [CsvWriter, TensorBoardWriter, CurvePicture]
     assert not (tmp_path / "wandb").exists() and not (tmp_path / "wandb_id").exists()
 
 
@@ -366,20 +366,20 @@ def test_curve_picture_is_drawn_as_the_run_goes_and_at_its_end(tmp_path, monkeyp
     from PIL import Image
 
     clock = [100.0]
-    monkeypatch.setattr(metrics.time, "monotonic", lambda: clock[0])
-    picture = tmp_path / metrics.CURVE_FILE
+    monkeypatch.setattr(metric_writers.curve_picture.time, "monotonic", lambda: clock[0])
+    picture = tmp_path / metric_writers.CURVE_FILE
     drawn = []
-    real_draw = metrics.CurvePicture.draw
-    monkeypatch.setattr(metrics.CurvePicture, "draw", lambda self: (drawn.append(clock[0]), real_draw(self)))
-    writer = MetricsWriter(tmp_path)
+    real_draw = CurvePicture.draw
+    monkeypatch.setattr(CurvePicture, "draw", lambda self: (drawn.append(clock[0]), real_draw(self)))
+    writer = create_default_writer(tmp_path)
     writer.write_hparams({"update_rule": "simple_local"})
     writer.write(1, {"meta_loss": 1.0})
-    clock[0] += metrics.CURVE_SECONDS - 1
+    clock[0] += metric_writers.CURVE_SECONDS - 1
     writer.write(2, {"meta_loss": 0.9})
     assert not picture.exists() and drawn == []  # not yet a minute
     clock[0] += 1
     writer.write(3, {"meta_loss": 0.8})
-    assert drawn == [100.0 + metrics.CURVE_SECONDS] and Image.open(picture).size[0] > 400
+    assert drawn == [100.0 + metric_writers.CURVE_SECONDS] and Image.open(picture).size[0] > 400
     first = picture.read_bytes()
     writer.write(4, {"meta_loss": 0.7})
     writer.close()  # the end of the run: drawn with step 4
@@ -387,7 +387,7 @@ def test_curve_picture_is_drawn_as_the_run_goes_and_at_its_end(tmp_path, monkeyp
 
 
 def test_curve_picture_that_cannot_be_written_never_stops_the_run(tmp_path, capsys):
-    writer = metrics.CurvePicture(tmp_path / "no_such_folder", every=0.0)
+    writer = CurvePicture(tmp_path / "no_such_folder", every=0.0)
     writer.write_scalars(1, {"meta_loss": 1.0})
     writer.write_scalars(2, {"meta_loss": 1.0})
     writer.close()

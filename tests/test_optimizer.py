@@ -1,4 +1,4 @@
-"""The meta-optimiser (`core.trainer.make_optimizer`): its defaults are today's chain bit for bit, and
+"""The meta-optimiser (`core.optimizer.make_optimizer`): its defaults are today's chain bit for bit, and
 per-parameter clipping, Adam's eps and the genome learning rate act as NumPy's arithmetic says."""
 
 import flax.serialization
@@ -10,7 +10,8 @@ import pytest
 
 from metaplastic.core import config as config_lib
 from metaplastic.core.config import ConfigError
-from metaplastic.core.trainer import MetaTrainer, make_optimizer
+from metaplastic.core.optimizer import make_optimizer
+from metaplastic.core.trainer import MetaTrainer
 from metaplastic.experiments.train import default
 
 B1, B2 = 0.9, 0.999

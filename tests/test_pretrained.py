@@ -17,8 +17,8 @@ import metaplastic
 from metaplastic.core import config as config_lib
 from metaplastic.core.errors import UserError
 from metaplastic.core.interfaces import BaseModel, LayerActivation
-from metaplastic.core.rules import (DEFAULT_STEPS, LearnedRule, RuleError, load_rule, save_rule, theta_arrays,
-                                     theta_sha256)
+from metaplastic.core.rule_files import theta_arrays, theta_sha256
+from metaplastic.core.rules import DEFAULT_STEPS, LearnedRule, RuleError, load_rule, save_rule
 from metaplastic.core.trainer import MetaTrainer
 from metaplastic.plugins.pretrained_rules.shipped import SHIPPED
 from metaplastic.registries import get_registry

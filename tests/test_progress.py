@@ -117,6 +117,7 @@ def test_a_second_ctrl_c_quits_at_once_saying_what_resumes():
     script = textwrap.dedent("""
         import os, signal, sys, time
         from metaplastic.core.progress import Progress, StopSignals
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal, even under nohup
         progress = Progress("meta-train", 10, 3, stream=sys.stdout)
         stop = StopSignals(progress, then="saving it", quit_note=lambda: "the same command resumes from step 2")
         os.kill(os.getpid(), signal.SIGINT)
@@ -176,10 +177,14 @@ def test_ctrl_c_stops_after_the_step_saves_and_says_so(tmp_path, capsys, monkeyp
         return metrics
 
     monkeypatch.setattr(MetaTrainer, "train_step", step_then_ctrl_c)
-    code, out, err = train(capsys, tmp_path / "run", "--config.num_steps=5", "--config.checkpoint_every=100")
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal, even under nohup
+    try:
+        code, out, err = train(capsys, tmp_path / "run", "--config.num_steps=5", "--config.checkpoint_every=100")
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert code == cli.EXIT_INTERRUPTED == 130
     assert "metaplastic: Ctrl-C: stopping after step 2 of 5, then saving it; Ctrl-C again quits at once" in out
     assert err.splitlines()[-1] == ("metaplastic: interrupted (Ctrl-C): saved at step 2 of 5; run the same "
                                     "command to resume (exit status 130)")
     assert Checkpointer(tmp_path / "run" / "checkpoints").latest_step() == 2
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back

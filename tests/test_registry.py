@@ -217,8 +217,8 @@ def update_rules():
 @hookimpl
 def metaplastic_update_rules(config):
     return {"never_seen": SimpleLocalRule}
-""", WHO + r" does not fit the hook specifications \(Plugin 'DIST:MODULE' for hook 'metaplastic_update_rules'; "
-          r"hookimpl definition: metaplastic_update_rules\(config\); Argument\(s\) \{'config'\} are declared "
+""", WHO + r" does not fit the hook specifications \(Plugin 'DIST:MODULE' for hook 'metaplastic_update_rules' "
+          r"hookimpl definition: metaplastic_update_rules\(config\) Argument\(s\) \{'config'\} are declared "
           r"in the hookimpl but can not be found in the hookspec\); skipped", kept=()),
     Broken("exits-at-import", "raise SystemExit(2)\n",
            r"plugin 'MODULE' from DIST failed to import \(SystemExit: 2\); skipped", kept=()),

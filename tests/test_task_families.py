@@ -66,13 +66,13 @@ def test_image_classes_batches_are_balanced_one_hot_and_deterministic():
     classes = dict(task.details)["classes"]
     assert len(classes) == 4 and list(classes) == sorted(classes)
     data = family.truncation_data(task, key(3), 5, 16)
-    assert data.unlabeled.shape == (5, 16, 64) and data.meta_a.x.shape == (5, 12, 64)
-    assert data.meta_b.y.shape == (5, 12, 10) and data.unlabeled.dtype == np.float32
+    assert data.unlabelled.shape == (5, 16, 64) and data.meta_a.x.shape == (5, 12, 64)
+    assert data.meta_b.y.shape == (5, 12, 10) and data.unlabelled.dtype == np.float32
     for batch in (data.meta_a, data.meta_b):
         assert np.all(batch.y.sum(-1) == 1) and np.all(batch.y[..., 4:] == 0)
         assert np.all(batch.y.sum(1)[:, :4] == 3)  # 3 per class in every step
     assert tree_equal(data, family.truncation_data(task, key(3), 5, 16))
-    assert not np.array_equal(data.unlabeled, family.truncation_data(task, key(4), 5, 16).unlabeled)
+    assert not np.array_equal(data.unlabelled, family.truncation_data(task, key(4), 5, 16).unlabelled)
 
 
 def test_meta_batches_hold_the_right_classes_and_a_fixed_permutation():
@@ -198,9 +198,9 @@ def test_imdb_bow_modes(isolated, mode):
     assert family.input_dim == 12 and family.target_dim == 2 and "br" not in family.vocabulary
     task = family.sample_task(key(0), Architecture(12, (8,)))
     data = family.truncation_data(task, key(1), 3, 5)
-    assert data.unlabeled.shape == (3, 5, 12) and data.meta_b.x.shape == (3, 8, 12)
+    assert data.unlabelled.shape == (3, 5, 12) and data.meta_b.x.shape == (3, 8, 12)
     assert np.all(data.meta_a.y.sum(1) == 4)
-    values = np.unique(data.unlabeled)
+    values = np.unique(data.unlabelled)
     if mode == "binary":
         assert set(values) <= {0.0, 1.0}
     elif mode == "counts":
@@ -250,7 +250,7 @@ def test_mixture_weights_determinism_and_group_stacking():
     group = sample_group(mixture, ArchitectureSampler(), Schedule(truncation_lengths=(3,)), key(9), 6)
     assert group == sample_group(mixture, ArchitectureSampler(), Schedule(truncation_lengths=(3,)), key(9), 6)
     data = group_data(mixture, group, key(10), 4)
-    assert data.unlabeled.shape == (6, 3, 4, 64) and data.meta_a.y.shape == (6, 3, 10, 10)
+    assert data.unlabelled.shape == (6, 3, 4, 64) and data.meta_a.y.shape == (6, 3, 10, 10)
     assert tree_equal(data, group_data(mixture, group, key(10), 4))
     assert hash(mixture) == hash(Mixture(members=mixture.members))
 

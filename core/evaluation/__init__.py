@@ -23,16 +23,13 @@ averaged over the chunks). Readout and test examples thus share statistics.
 Cells are cached in `<workdir>/cells/` (one JSON file each, written atomically)
 as they finish, so an interrupted study resumes without redoing them.
 
-Modules: `study` (the config), `data` (datasets, seeds' splits, unlabelled batches), `readouts`
+Modules: `study` (the config), `study_data` (datasets, seeds' splits, unlabelled batches), `readouts`
 (readouts and features), `runner` (methods, the cell cache, `run_study`), `report` (results,
 report and pictures). The interfaces a method implements (`EvalMethod`, `FeatureModel`,
 `TrainingProblem`) live in `core.interfaces`; rules saved in meta-training workdirs are loaded
 by `core.rules`.
 """
 
-from metaplastic.core.evaluation.data import (PreparedData, ScoringLabels, SeedSplit, UnlabeledPool,
-                                              prepare_dataset, sample_few_shot, seed_split,
-                                              unlabeled_batch)
 from metaplastic.core.evaluation.readouts import (READOUTS, compute_features, logistic_readout, predict,
                                                   readout_args, ridge_readout)
 from metaplastic.core.evaluation.report import compare, report_markdown, summarise, write_results
@@ -41,14 +38,17 @@ from metaplastic.core.evaluation.runner import (BaseModelFeatures, CellStore, Ru
                                                 run_rule_steps, run_study)
 from metaplastic.core.evaluation.study import (STUDY_DEFAULTS, STUDY_SECTIONS, DatasetSpec, load_study,
                                                resolve_study)
-from metaplastic.core.interfaces import EvalMethod, EvaluationError, FeatureModel, TrainingProblem
+from metaplastic.core.evaluation.study_data import (PreparedData, ScoringLabels, SeedSplit,
+                                                    prepare_dataset, sample_few_shot, seed_split)
+from metaplastic.core.interfaces import (EvalMethod, EvaluationError, FeatureModel, TrainingProblem, UnlabelledPool,
+                                         unlabelled_batch)
 
 __all__ = [
     "BaseModelFeatures", "CellStore", "DatasetSpec", "EvalMethod", "EvaluationError", "FeatureModel",
     "PreparedData", "READOUTS", "RuleFeatures", "STUDY_DEFAULTS", "STUDY_SECTIONS", "ScoringLabels",
-    "SeedSplit", "TrainingProblem", "UnlabeledPool", "build_method", "cell_id", "compare",
+    "SeedSplit", "TrainingProblem", "UnlabelledPool", "build_method", "cell_id", "compare",
     "compute_features", "expand_methods", "first_layer_of", "load_study", "logistic_readout", "predict",
     "prepare_dataset", "readout_args", "report_markdown", "resolve_study", "ridge_readout",
     "rule_snapshots", "run_rule_steps", "run_study", "sample_few_shot", "seed_split", "summarise",
-    "unlabeled_batch", "write_results",
+    "unlabelled_batch", "write_results",
 ]

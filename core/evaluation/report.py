@@ -83,10 +83,21 @@ def compare(records: list[dict], primary: str, readouts) -> list[dict]:
     return out
 
 
+def canonical(value):
+    """`value` as plain JSON types, dict keys as sorted strings: one text for equal contents."""
+    if isinstance(value, dict):
+        return {str(k): canonical(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    return value
+
+
 def write_results(config, workdir: pathlib.Path, records, methods, datasets, status, store) -> dict:
     """results.json, results.csv, report.md and the pictures of a finished study; returns the results."""
-    from metaplastic.core.evaluation.runner import _canonical  # the runner imports this module
-
     readouts = tuple(config.readouts)
     summary = summarise(records, readouts)
     primary = primary_label(config, methods)
@@ -98,7 +109,7 @@ def write_results(config, workdir: pathlib.Path, records, methods, datasets, sta
                "feature_statistics": FEATURE_NOTE, "summary": summary, "comparisons": comparisons,
                "pictures": pictures,
                "cells": [{k: v for k, v in r.items() if k != "filters"} for r in records]}
-    write_atomic(workdir / "results.json", json.dumps(_canonical(results), indent=1).encode())
+    write_atomic(workdir / "results.json", json.dumps(canonical(results), indent=1).encode())
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=SUMMARY_FIELDS, lineterminator="\n")
     writer.writeheader()

@@ -20,14 +20,14 @@ import numpy as np
 
 from metaplastic.core import config as config_lib
 from metaplastic.core.data import configure_data_sources
-from metaplastic.core.evaluation.data import (PreparedData, SeedSplit, _key, prepare_dataset, seed_split,
-                                              unlabeled_batch)
 from metaplastic.core.evaluation.readouts import predict, readout_args
-from metaplastic.core.evaluation.report import write_results
-from metaplastic.core.evaluation.study import DATA_ORDER, METHOD, MODEL_INIT, DatasetSpec
+from metaplastic.core.evaluation.report import canonical, write_results
+from metaplastic.core.evaluation.study import DatasetSpec
+from metaplastic.core.evaluation.study_data import PreparedData, SeedSplit, prepare_dataset, seed_split
 from metaplastic.core.interfaces import (Architecture, BaseModel, DatasetUnavailable, EvalMethod,
                                          EvaluationError, FeatureModel, Pytree, TrainingProblem,
-                                         UpdateRule)
+                                         UpdateRule, unlabelled_batch)
+from metaplastic.core.keys import StudyPurpose, study_key
 from metaplastic.core.ops.files import write_atomic
 from metaplastic.core.progress import Progress, StopSignals, progress_mode
 from metaplastic.core.unroll import rule_features, run_inner_steps
@@ -69,7 +69,7 @@ def _base_features(model, params, x):
 @functools.partial(jax.jit, static_argnames=("rule", "batch_size"))
 def run_rule_steps(rule: UpdateRule, theta, state, pool, data_key, step_key, start, stop, batch_size: int):
     """Inner steps start..stop-1 of `rule` on batches drawn from `pool` (the same for every method)."""
-    return run_inner_steps(rule, theta, state, lambda t: (unlabeled_batch(pool, data_key, t, batch_size),
+    return run_inner_steps(rule, theta, state, lambda t: (unlabelled_batch(pool, data_key, t, batch_size),
                                                           jax.random.fold_in(step_key, t)), start, stop)
 
 
@@ -88,20 +88,8 @@ def rule_snapshots(rule: UpdateRule, theta, problem: TrainingProblem,
 
 # ================================================================ cell cache
 
-def _canonical(value):
-    if isinstance(value, dict):
-        return {str(k): _canonical(v) for k, v in sorted(value.items())}
-    if isinstance(value, (list, tuple)):
-        return [_canonical(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    return value
-
-
 def cell_id(key: dict) -> str:
-    return hashlib.sha256(json.dumps(_canonical(key), sort_keys=True).encode()).hexdigest()[:20]
+    return hashlib.sha256(json.dumps(canonical(key), sort_keys=True).encode()).hexdigest()[:20]
 
 
 class CellStore:
@@ -131,7 +119,7 @@ class CellStore:
         return record
 
     def put(self, key: dict, result: dict) -> None:
-        record = {"key": _canonical(key), **_canonical(result)}
+        record = {"key": canonical(key), **canonical(result)}
         write_atomic(self.directory / f"{cell_id(key)}.json", json.dumps(record, indent=1).encode())
 
     def put_filters(self, key: dict, weights: np.ndarray) -> str:
@@ -289,10 +277,11 @@ def in_shard(config, dataset: str, seed: int, method: str) -> bool:
 def _compute_unit(config, method: EvalMethod, base_model, arch, data: PreparedData, split: SeedSplit,
                   seed: int, pending, readouts, keys, store: CellStore):
     """Train `method` for one (dataset, arch, seed) and evaluate its pending cells as they come."""
-    problem = TrainingProblem(arch=arch, base_model=base_model, unlabeled=split.unlabeled,
-                              batch_size=config.batch_size, data_key=_key(config, seed, DATA_ORDER),
-                              init_key=_key(config, seed, MODEL_INIT),
-                              method_key=_key(config, seed, METHOD), num_classes=data.num_classes)
+    seed_key = functools.partial(study_key, config.seed, seed)
+    problem = TrainingProblem(arch=arch, base_model=base_model, unlabelled=split.unlabelled,
+                              batch_size=config.batch_size, data_key=seed_key(StudyPurpose.DATA_ORDER),
+                              init_key=seed_key(StudyPurpose.MODEL_INIT), method_key=seed_key(StudyPurpose.METHOD),
+                              num_classes=data.num_classes)
     shots_groups = ([(s,) for s in config.shots] if method.uses_labels else [tuple(config.shots)])
     for group in shots_groups:
         wanted = [k for k in pending if k[1] in group]
@@ -301,7 +290,7 @@ def _compute_unit(config, method: EvalMethod, base_model, arch, data: PreparedDa
         run_problem = problem
         if method.uses_labels:
             index = split.few_shot[group[0]]
-            run_problem = dataclasses.replace(problem, labeled_x=split.unlabeled[index],
+            run_problem = dataclasses.replace(problem, labeled_x=split.unlabelled[index],
                                               labeled_y=data.y_train[index])
         max_steps = max(k[0] for k in wanted)
         wanted_steps = tuple(sorted({k[0] for k in wanted}))
@@ -317,7 +306,7 @@ def _compute_unit(config, method: EvalMethod, base_model, arch, data: PreparedDa
                 if (n_steps, shots) not in wanted:
                     continue
                 index = split.few_shot[shots]
-                predictions, finite = predict(model, split.unlabeled[index], data.y_train[index],
+                predictions, finite = predict(model, split.unlabelled[index], data.y_train[index],
                                               split.test_x, data.num_classes, readouts,
                                               config.feature_batch)
                 accuracy = {name: split.test_labels.accuracy(p) for name, p in predictions.items()}

@@ -11,10 +11,6 @@ import ml_collections
 from metaplastic.core import config as config_lib
 from metaplastic.core.evaluation.readouts import READOUTS
 
-# key purposes (per seed)
-PERMUTATION, TEST_SUBSET, FEW_SHOT, DATA_ORDER, MODEL_INIT, METHOD = range(6)
-
-
 STUDY_DEFAULTS = dict(
     name="study",
     description="",

@@ -22,8 +22,8 @@ import numpy as np
 from metaplastic.core import config as config_lib
 from metaplastic.core.evaluation import rule_snapshots
 from metaplastic.core.interfaces import EvalMethod, EvaluationError
-from metaplastic.core.rules import (PRETRAINED_PREFIX, checkpoint_steps, load_rule, load_rule_from_workdir,
-                                    workdir_config)
+from metaplastic.core.checkpoint import checkpoint_steps, load_rule_from_workdir, workdir_config
+from metaplastic.core.rules import PRETRAINED_PREFIX, load_rule
 from metaplastic.registries import get_registry, hookimpl
 
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from metaplastic.core.evaluation import unlabeled_batch
+from metaplastic.core.evaluation import unlabelled_batch
 from metaplastic.core.interfaces import EvalMethod, FeatureModel
 from metaplastic.registries import hookimpl
 
@@ -69,7 +69,7 @@ def _train(params, opt_state, pool, data_key, noise_key, start, stop, hidden, la
 
     def body(t, carry):
         params, opt_state = carry
-        x = unlabeled_batch(pool, data_key, t, batch_size)
+        x = unlabelled_batch(pool, data_key, t, batch_size)
         grad = jax.grad(_negative_elbo)(params, x, jax.random.fold_in(noise_key, t), hidden, latent,
                                         likelihood)
         updates, opt_state = tx.update(grad, opt_state, params)
@@ -113,10 +113,10 @@ class VAE(EvalMethod):
         pool = problem.pool
         likelihood = self.likelihood
         if likelihood == "auto":
-            inside = float(problem.unlabeled.min()) >= 0.0 and float(problem.unlabeled.max()) <= 1.0
+            inside = float(problem.unlabelled.min()) >= 0.0 and float(problem.unlabelled.max()) <= 1.0
             likelihood = "bernoulli" if inside else "gaussian"
         encoder_key, decoder_key = jax.random.split(problem.init_key)
-        dim = problem.unlabeled.shape[1]
+        dim = problem.unlabelled.shape[1]
         params = {"encoder": _Encoder(hidden, latent).init(encoder_key, jnp.zeros((1, dim)))["params"],
                   "decoder": _Decoder(hidden, dim).init(decoder_key, jnp.zeros((1, latent)))["params"],
                   "log_scale": jnp.zeros((dim,))}

@@ -84,7 +84,7 @@ class NRESPairs:
 
 @functools.partial(jax.jit, static_argnames=("estimator",))
 def _nres_step(estimator: "NRES", theta, inner, pairs: NRESPairs, data, key):
-    num_tasks, num_pairs = data.unlabeled.shape[0], estimator.num_pairs
+    num_tasks, num_pairs = data.unlabelled.shape[0], estimator.num_pairs
     _, task_keys = split_keys(key, num_tasks)  # the unroll keys the sibling estimators use
     eps = pairs.perturbation
     run = unroll_carried_pairs(estimator.unroll, theta, eps, inner, pairs.positive, pairs.negative, data, task_keys)
@@ -119,7 +119,7 @@ class NRES(GradientEstimator):
         if not isinstance(state.extra, NRESPairs):
             raise ValueError("nres: estimator state has no NRES pairs; it was not made by NRES.init_state")
         grad, inner, pairs, metrics = _nres_step(self, theta, state.inner, state.extra, data, key)
-        return grad, advance(state, inner, data.unlabeled.shape[1], extra=pairs), metrics
+        return grad, advance(state, inner, data.unlabelled.shape[1], extra=pairs), metrics
 
 
 @hookimpl

@@ -48,7 +48,7 @@ class PESPairs:
 
 @functools.partial(jax.jit, static_argnames=("estimator",))
 def _pes_step(estimator: "PES", theta, inner, pairs: PESPairs, data, key):
-    num_tasks, num_pairs = data.unlabeled.shape[0], estimator.num_pairs
+    num_tasks, num_pairs = data.unlabelled.shape[0], estimator.num_pairs
     perturbation_key, task_keys = split_keys(key, num_tasks)
     eps = sample_perturbations(theta, perturbation_key, estimator.std, num_tasks, num_pairs)
     accumulator = jax.tree.map(jnp.add, pairs.accumulator, eps)
@@ -88,7 +88,7 @@ class PES(GradientEstimator):
         if not isinstance(state.extra, PESPairs):
             raise ValueError("pes: estimator state has no PES pairs; it was not made by PES.init_state")
         grad, inner, pairs, metrics = _pes_step(self, theta, state.inner, state.extra, data, key)
-        return grad, advance(state, inner, data.unlabeled.shape[1], extra=pairs), metrics
+        return grad, advance(state, inner, data.unlabelled.shape[1], extra=pairs), metrics
 
 
 @hookimpl

@@ -35,7 +35,7 @@ class TruncatedBackprop(GradientEstimator):
 
     def estimate(self, theta, state, data, key):
         loss, grad, inner, losses = _loss_and_grad(self.unroll, theta, state.inner, data, key)
-        return grad, advance(state, inner, data.unlabeled.shape[1]), {
+        return grad, advance(state, inner, data.unlabelled.shape[1]), {
             "meta_loss": loss, "meta_loss_last": losses[:, -1].mean()}
 
 

@@ -41,7 +41,7 @@ from metaplastic.registries import hookimpl
 
 @functools.partial(jax.jit, static_argnames=("estimator",))
 def _truncated_es_step(estimator: "TruncatedES", theta, inner, data, key):
-    num_tasks, num_pairs = data.unlabeled.shape[0], estimator.num_pairs
+    num_tasks, num_pairs = data.unlabelled.shape[0], estimator.num_pairs
     perturbation_key, task_keys = split_keys(key, num_tasks)
     eps = sample_perturbations(theta, perturbation_key, estimator.std, num_tasks, num_pairs)
     states, losses = unroll_population(estimator.unroll, population(theta, eps), inner, data, task_keys,
@@ -71,7 +71,7 @@ class TruncatedES(GradientEstimator):
 
     def estimate(self, theta, state, data, key):
         grad, inner, metrics = _truncated_es_step(self, theta, state.inner, data, key)
-        return grad, advance(state, inner, data.unlabeled.shape[1]), metrics
+        return grad, advance(state, inner, data.unlabelled.shape[1]), metrics
 
 
 @hookimpl

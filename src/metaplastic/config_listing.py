@@ -1,6 +1,7 @@
-"""`metaplastic config`: a resolved config as `config.field = value  # doc` lines, with every component's
-fields, their defaults where the value differs, and one-line docs read from the config files' and the
-components' own comments."""
+"""What the command line says about config files: `metaplastic config` (a resolved config as
+`config.field = value  # doc` lines, with every component's fields, their defaults where the value
+differs, and one-line docs read from the config files' and the components' own comments), the list of
+config files in a folder that `--help` shows, and which kind of config a file holds."""
 
 from __future__ import annotations
 
@@ -9,14 +10,68 @@ import inspect
 import io
 import os
 import pathlib
+import shlex
 import textwrap
 import tokenize
 
 
-def _is_study(config) -> bool:
+def is_study(config) -> bool:
     from metaplastic.core.config import COMPONENT_FIELDS
 
     return "methods" in config or "datasets" in config or not any(k in config for k in COMPONENT_FIELDS)
+
+
+def check_config_kind(config, spec: str, command: str) -> None:
+    """A study given to `train`, or a training config given to `evaluate`: say which it is."""
+    from metaplastic.core.config import COMPONENT_FIELDS, ConfigError
+
+    study = "methods" in config or "datasets" in config
+    components = [field for field in COMPONENT_FIELDS if field in config]
+    if command == "train" and study and not components:
+        raise ConfigError(f"'{spec}' is an evaluation study (it has methods and datasets); "
+                          f"use `metaplastic evaluate --config {spec}`")
+    if command == "evaluate" and components and not study:
+        raise ConfigError(f"'{spec}' is a training config (it has {', '.join(components)}); "
+                          f"use `metaplastic train --config {spec}`")
+
+
+def resolved_listing(spec: str, overrides: list[str], shipped: pathlib.Path) -> str:
+    """What `metaplastic config SPEC [overrides]` prints: a header, the file's docstring and variants,
+    then every field of the resolved config (training config or study)."""
+    from metaplastic.core import config as config_lib
+
+    base, about = config_lib.read_config_file(spec, shipped)
+    pairs = config_lib.parse_overrides(overrides)
+    if is_study(base):
+        from metaplastic.core.evaluation import resolve_study
+
+        lines, kind = study_lines(resolve_study(base, pairs)), "study"
+    else:
+        lines, kind = training_lines(config_lib.resolve(base, pairs)), "training config"
+    shown = " ".join([spec, *map(shlex.quote, overrides)])
+    return "\n".join([f"# {shown}: resolved {kind}. Set a field with --config.FIELD=VALUE; "
+                      "[default: X] marks a value that is not the default.",
+                      *file_lines(about, spec.partition(":")[2]), *aligned(lines)])
+
+
+def config_file_listing(folder: pathlib.Path, width: int = 88) -> str:
+    """'  name.py  first sentence of its docstring' for each config file (a .py with get_config) in
+    `folder`, read without running them (help stays fast)."""
+    from metaplastic.registries.registry import doc_summary  # light: no JAX (help stays fast)
+
+    rows = []
+    for path in sorted(folder.glob("*.py")):
+        try:
+            tree = ast.parse(path.read_text())
+        except (OSError, SyntaxError, ValueError):
+            continue
+        if any(isinstance(node, ast.FunctionDef) and node.name == "get_config" for node in tree.body):
+            rows.append((path.name, ast.get_docstring(tree) or ""))
+    column = max((len(name) for name, _ in rows), default=0) + 2
+    indent = " " * (4 + column)
+    return "\n".join(textwrap.fill(doc_summary(doc, 2 * (width - len(indent))) or "-", width,
+                                   initial_indent=f"    {name.ljust(column)}", subsequent_indent=indent)
+                     for name, doc in rows)
 
 
 def file_lines(about, chosen: str = "") -> list[str]:
@@ -186,7 +241,7 @@ def _component_summary(kind: str, name: str) -> str:
     return summary or f"a registered {kind} (`metaplastic plugins` lists them)"
 
 
-def _training_lines(config) -> list[tuple[str, str]]:
+def training_lines(config) -> list[tuple[str, str]]:
     import ml_collections
 
     from metaplastic.core.config import COMPONENT_FIELDS
@@ -247,7 +302,7 @@ def _training_lines(config) -> list[tuple[str, str]]:
     return lines
 
 
-def _study_lines(config) -> list[tuple[str, str]]:
+def study_lines(config) -> list[tuple[str, str]]:
     from metaplastic.core.evaluation import study as study_lib
 
     try:
@@ -330,7 +385,7 @@ def _show(value) -> str:
     return repr(value)
 
 
-def _aligned(lines: list[tuple[str, str]], column_max: int = 48) -> list[str]:
+def aligned(lines: list[tuple[str, str]], column_max: int = 48) -> list[str]:
     width = min(max((len(code) for code, _ in lines), default=0), column_max)
     out = []
     for code, doc in lines:

@@ -4,15 +4,13 @@ seed's split (permutation, test subset, labelled examples) with its test labels 
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from metaplastic.core.data import load_dataset
-from metaplastic.core.evaluation.study import FEW_SHOT, PERMUTATION, TEST_SUBSET, DatasetSpec
+from metaplastic.core.evaluation.study import DatasetSpec
 from metaplastic.core.interfaces import DatasetUnavailable, EvaluationError
+from metaplastic.core.keys import StudyPurpose, study_rng
 from metaplastic.core.ops.images import resize_images
 
 
@@ -91,25 +89,6 @@ def sample_few_shot(labels: np.ndarray, num_classes: int, shots: int,
     return np.concatenate(picks)
 
 
-class UnlabeledPool(NamedTuple):
-    """Unlabelled inputs on the device, rows padded to a power of two so that datasets of
-    similar size share compiled training loops; only the first `count` rows are drawn."""
-
-    x: jax.Array      # [P, D], P >= count
-    count: jax.Array  # int32 scalar
-
-    @classmethod
-    def of(cls, x: np.ndarray) -> "UnlabeledPool":
-        padded = np.resize(x, (1 << max(0, len(x) - 1).bit_length(), x.shape[1]))
-        return cls(jnp.asarray(padded), jnp.asarray(len(x), jnp.int32))
-
-
-def unlabeled_batch(pool: UnlabeledPool, data_key: jax.Array, step, batch_size: int) -> jax.Array:
-    """Unlabelled batch number `step` [B, D]: the same for every method of a seed."""
-    index = jax.random.randint(jax.random.fold_in(data_key, step), (batch_size,), 0, pool.count)
-    return pool.x[index]
-
-
 class ScoringLabels:
     """Holds test labels; their only use is scoring predictions."""
 
@@ -133,28 +112,22 @@ class SeedSplit:
     """One seed's view of a dataset: permuted inputs, a test subset, few-shot draws."""
 
     permutation: np.ndarray
-    unlabeled: np.ndarray
+    unlabelled: np.ndarray
     test_x: np.ndarray
     test_labels: ScoringLabels
     few_shot: dict[int, np.ndarray]  # shots -> indices into the training split
 
 
-def _rng(config, seed: int, purpose: int, *extra: int) -> np.random.Generator:
-    return np.random.default_rng([config.seed, seed, purpose, *extra])
-
-
-def _key(config, seed: int, purpose: int) -> jax.Array:
-    return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(config.seed), seed), purpose)
-
-
 def seed_split(config, spec: DatasetSpec, data: PreparedData, seed: int) -> SeedSplit:
+    def rng(purpose: StudyPurpose, *extra: int) -> np.random.Generator:
+        return study_rng(config.seed, seed, purpose, *extra)
+
     dim = data.x_train.shape[1]
-    perm = _rng(config, seed, PERMUTATION).permutation(dim) if spec.permute_inputs else np.arange(dim)
+    perm = rng(StudyPurpose.PERMUTATION).permutation(dim) if spec.permute_inputs else np.arange(dim)
     test_index = np.arange(len(data.y_test))
     if spec.max_test and len(test_index) > spec.max_test:
-        test_index = np.sort(_rng(config, seed, TEST_SUBSET).choice(test_index, spec.max_test, replace=False))
-    few_shot = {shots: sample_few_shot(data.y_train, data.num_classes, shots,
-                                       _rng(config, seed, FEW_SHOT, shots))
+        test_index = np.sort(rng(StudyPurpose.TEST_SUBSET).choice(test_index, spec.max_test, replace=False))
+    few_shot = {shots: sample_few_shot(data.y_train, data.num_classes, shots, rng(StudyPurpose.FEW_SHOT, shots))
                 for shots in config.shots}
     return SeedSplit(perm, data.x_train[:, perm], data.x_test[test_index][:, perm],
                      ScoringLabels(data.y_test[test_index]), few_shot)
