@@ -11,9 +11,9 @@ Data sources are all consulted (none is chosen), so they are configured by name:
 configs and studies alike), filled from that source's defaults; `--config.data_sources.<source>.<field>=v`
 adds the section on the command line.
 
-The module is ~530 lines because a config file, its variants, the overrides, every component's section
-(data sources included) and the training fields' checks are one path from a file to built components,
-and each step's one-line error names what the others define.
+It is long because a config file, its variants, the overrides, every component's section (data
+sources included) and the training fields' checks are one path from a file to built components, and
+each step's one-line error names what the others define.
 """
 
 from __future__ import annotations

@@ -75,6 +75,19 @@ def data_source(name: str):
     return _build_source(name, _SOURCE_SETTINGS.get(name, {}))
 
 
+@dataset_cache(maxsize=256)
+def dataset_display_name(dataset: str) -> str | None:
+    """The name for people that the first registered source (in name order) gives `dataset`
+    (`DataSource.display_name`), or None when none names it."""
+    from metaplastic.registries import get_registry
+
+    for source_name in get_registry().names("data_source"):
+        name = data_source(source_name).display_name(dataset)
+        if name:
+            return name
+    return None
+
+
 def _build_source(name: str, fields: Mapping[str, Any]):
     from metaplastic.registries import get_registry
 

@@ -46,6 +46,7 @@ def export_rule(workdir: str | os.PathLike, destination: str | os.PathLike, step
     recommended_steps: the inner steps `fit` and `apply_rule` default to for this rule.
     force: write into a non-empty `destination`.
     """
+    from metaplastic.core.config import build
     from metaplastic.core.rules import (checkpoint_steps, load_rule, load_rule_from_workdir, save_rule,
                                         workdir_config)
     from metaplastic.core.validation import BEST_DIR, Validator
@@ -59,7 +60,8 @@ def export_rule(workdir: str | os.PathLike, destination: str | os.PathLike, step
         raise ExportError(f"OUT_DIR '{target}': exists and is not a directory")
     if target.is_dir() and any(target.iterdir()) and not force:
         raise ExportError(f"OUT_DIR '{target}': not empty (use --force to write into it)")
-    config = workdir_config(workdir).to_dict()
+    run_config = workdir_config(workdir)
+    config = run_config.to_dict()
     extra = {}
     if step == "best":
         best = Validator.read_best(workdir)
@@ -82,7 +84,8 @@ def export_rule(workdir: str | os.PathLike, destination: str | os.PathLike, step
     if rows:
         _write_curve(rows, target / "meta_training_curve.csv")
         _draw_curve(rows, target / "meta_training_curve.png",
-                    f"Meta-training of {config['update_rule']} ({workdir.name}), {step} θ-steps")
+                    f"Meta-training of {config['update_rule']} ({workdir.name}), {step} θ-steps",
+                    build(run_config, "meta_objective").loss_name())
     shutil.copy(workdir / "config.json", target / "meta_training_config.json")
     return {"step": step, "seconds": seconds, "destination": target}
 
@@ -100,7 +103,7 @@ def _write_curve(rows: list[dict[str, float]], path: pathlib.Path) -> None:
         writer.writerows([cell(field, row[field]) for field in fields] for row in rows)
 
 
-def _draw_curve(rows: list[dict[str, float]], path: pathlib.Path, title: str) -> None:
+def _draw_curve(rows: list[dict[str, float]], path: pathlib.Path, title: str, loss_name: str) -> None:
     from metaplastic.core.evaluation.pictures import DPI, meta_training_curve_figure
 
-    meta_training_curve_figure(rows, title).savefig(path, dpi=DPI)
+    meta_training_curve_figure(rows, title, loss_name=loss_name).savefig(path, dpi=DPI)

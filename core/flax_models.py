@@ -50,6 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax.core import unfreeze
 
+from metaplastic.core.errors import one_line
 from metaplastic.core.interfaces import Architecture, BaseModel, LayerActivation, Pytree
 
 NORMALISATIONS = (nn.LayerNorm, nn.BatchNorm, nn.GroupNorm, nn.RMSNorm, nn.InstanceNorm, nn.Dropout)
@@ -145,10 +146,9 @@ class FlaxModuleAdapter(BaseModel):
         x = jnp.asarray(x)
         try:
             out, calls = _run(module, variables, x, kwargs)
-        except Exception as error:  # flax errors are long: keep the first line
-            text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        except Exception as error:  # whatever the module raises, the user's params or inputs are at fault
             raise ValueError(f"module {model}: does not run with the given params on inputs of shape "
-                             f"{tuple(x.shape[1:])} per example ({text})") from error
+                             f"{tuple(x.shape[1:])} per example ({one_line(error)})") from error
         by_path = {call.path: call for call in calls}
         dense = [call for call in calls if isinstance(call.module, nn.Dense)]
         dense_paths = {call.path for call in dense}

@@ -42,8 +42,8 @@ fields are the config fields, and it is hashable and equal by value, which devic
 must be (rules, base models, objectives and unrolls are static arguments of jitted functions:
 equal settings share compiled code).
 
-The module is ~500 lines because it is where a plugin author reads every kind's contract (what its
-factory receives, shapes, dtypes, purity), so the contracts stay beside the interfaces they govern.
+It is long because it is where a plugin author reads every kind's contract (what its factory
+receives, shapes, dtypes, purity), so the contracts stay beside the interfaces they govern.
 """
 
 from __future__ import annotations
@@ -274,6 +274,11 @@ class MetaObjective(abc.ABC):
         any regression targets.
         """
 
+    def loss_name(self) -> str:
+        """What the loss measures, for people ('cosine distance'): the meta-training curve's axis reads
+        'meta-loss (<loss_name>)'. '' (the default): 'meta-loss' alone."""
+        return ""
+
 
 # ---------------------------------------------------------------- host side
 
@@ -322,6 +327,12 @@ class DataSource(abc.ABC):
         closest of every source's names, and a missing dataset's message keeps only the reasons of
         the sources that know its name. () (the default): its names are whatever files it finds."""
         return ()
+
+    def display_name(self, dataset: str) -> str | None:
+        """How reports and pictures name `dataset` for people ('fashion_mnist' → 'Fashion-MNIST'), a
+        note on which part of it is used in parentheses after ('mnist_5k' → 'MNIST (5k subset)');
+        None (the default) for a name this source does not name (shown with spaces for underscores)."""
+        return None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,6 +6,8 @@ uninterrupted one bit for bit.
 
 The pieces that stand alone live beside it: the key scheme (core.keys), the meta-optimiser
 (core.optimizer), task groups and their phases (core.tasks), checkpoints (core.checkpoint), snapshots (core.snapshot), the workdir (core.workdir).
+It is long because what is left is one run's state and its lifecycle: starting or resuming it (bit for
+bit), the θ-step loop with its stops (time, signals, skipped steps), and logging and saving it.
 """
 
 from __future__ import annotations
@@ -331,7 +333,8 @@ class MetaTrainer:
         primary = distributed.is_primary()
         if primary:
             write_atomic(self.workdir / "config.json", json.dumps(config.to_dict(), indent=2, default=str).encode())
-        writer = create_default_writer(self.workdir, resume_step=self.step) if primary else None
+        writer = (create_default_writer(self.workdir, resume_step=self.step,
+                                        loss_name=self.components.objective.loss_name()) if primary else None)
         if writer is not None:
             writer.write_hparams(flatten_hparams(config.to_dict()))
         if config.time_limit_seconds:

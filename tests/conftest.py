@@ -1,34 +1,16 @@
-"""Shared fixtures: fake installed plugin distributions, a fresh registry. Also the suite's XLA
-flags and the `slow` marker: `slow` tests are skipped unless asked for (`pytest -m slow`)."""
+"""Root of every test folder: the suite's XLA flags (set before JAX starts), the `slow` marker (`slow`
+tests are skipped unless asked for: `pytest -m slow`), and a fresh registry. What test modules share
+otherwise lives in tests/helpers/."""
 
 from __future__ import annotations
 
-import importlib.metadata
-import os
+from helpers.xla_flags import set_test_xla_flags
 
-# Test graphs are small and compiled once each, so compiling dominates the suite's time:
-# - XLA's backend optimisation costs more than it saves;
-# - XLA:CPU's MLIR fusion emitters compile about twice as slowly as its classic emitters, for the
-#   same computation (measured with jaxlib 0.10.2). The flag is given only where jaxlib is known
-#   to have it (an unknown flag in XLA_FLAGS aborts the process).
-# Tests that compare numbers compare runs made under the same flags (tests/test_distributed.py
-# hands them to its worker processes; subprocesses inherit them).
-TEST_XLA_FLAGS = ["--xla_backend_optimization_level=0"]
-try:
-    if tuple(int(p) for p in importlib.metadata.version("jaxlib").split(".")[:2]) >= (0, 6):
-        TEST_XLA_FLAGS.append("--xla_cpu_use_fusion_emitters=false")
-except (importlib.metadata.PackageNotFoundError, ValueError):
-    pass
-for _flag in TEST_XLA_FLAGS:
-    if _flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
+set_test_xla_flags()
 
-import pathlib
-import textwrap
+import pytest  # noqa: E402  (after the XLA flags)
 
-import pytest
-
-from metaplastic.registries import registry as registry_module
+from metaplastic.registries import registry as registry_module  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):
@@ -39,23 +21,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("slow"):
             item.add_marker(skip)
-
-
-def as_float64(tree):
-    """Every float32 leaf as float64 (call inside `jax.enable_x64(True)`): gradient checks in float64."""
-    import jax
-    import jax.numpy as jnp
-    return jax.tree.map(lambda a: a.astype(jnp.float64) if a.dtype == jnp.float32 else a, tree)
-
-
-def make_distribution(root: pathlib.Path, dist: str, module: str, source: str,
-                      entry_name: str | None = None) -> None:
-    """Write an importable module plus a dist-info that advertises it in the `metaplastic` group."""
-    (root / f"{module}.py").write_text(textwrap.dedent(source))
-    info = root / f"{dist}-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[metaplastic]\n{entry_name or module} = {module}\n")
 
 
 @pytest.fixture
@@ -70,19 +35,3 @@ def fresh_registry(monkeypatch):
 
     yield rebuild
     registry_module._REGISTRY = old
-
-
-def clear_data_caches() -> None:
-    """Forget every in-process dataset cache, so a test sees only the data it set up."""
-    from metaplastic.core import classification, text
-    from metaplastic.core import data as core_data
-    from metaplastic.plugins.data_sources import glyphs
-    from metaplastic.plugins.task_families import image_classes
-
-    core_data.load_dataset.cache_clear()
-    glyphs.glyph_arrays.cache_clear()
-    image_classes._prepared.cache_clear()
-    text.vocabulary.cache_clear()
-    text.bag_of_words.cache_clear()
-    text.word_counts.cache_clear()
-    classification.class_index.cache_clear()

@@ -5,18 +5,22 @@ depth and width, and the first-layer filters. Each `*_figure` function returns a
 Every picture is at most MAX_WIDTH_PX wide at DPI (panels wrap into rows), its text is at least 9 pt,
 it has one legend, outside the panels, and accuracy panels show chance level (1 / classes).
 
-The module is ~490 lines because every picture shares its layout helpers (readable names, panel
-wrapping, the legend, chance lines); split by picture they would be repeated."""
+It is long because every picture shares its layout helpers (readable names, panel wrapping, the
+legend, chance lines); split by picture they would be repeated."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import re
 import textwrap
 from typing import Any, Mapping
 
+import ml_collections
 import numpy as np
+
+from metaplastic.core.data import dataset_display_name
 
 DPI = 110
 MAX_WIDTH_PX = 1600
@@ -30,21 +34,24 @@ FIELD_LABELS = {"steps": "unsupervised steps", "shots": "labelled examples per c
 
 # ---------------------------------------------------------------- readable dataset names
 
-DATASET_NAMES = {"digits": "digits", "sklearn_digits": "digits", "mnist": "MNIST", "mnist_5k": "MNIST",
-                 "fashion_mnist": "Fashion-MNIST", "fashion": "Fashion-MNIST", "imdb": "IMDB reviews",
-                 "imdb_bow": "IMDB reviews", "glyphs": "glyphs"}
-DATASET_NOTES = {"mnist_5k": "5k subset"}
-
-
-def _field(spec, name: str, default=None):
+def _spec_fields(spec) -> dict[str, Any]:
+    """A dataset entry's fields: a DatasetSpec, a study config's entry, a plain mapping, or None."""
     if spec is None:
-        return default
-    if isinstance(spec, Mapping) or hasattr(spec, "to_dict"):
-        try:
-            return spec[name] if name in spec else default
-        except (KeyError, TypeError):
-            return default
-    return getattr(spec, name, default)
+        return {}
+    if isinstance(spec, ml_collections.ConfigDict):
+        return spec.to_dict()
+    if dataclasses.is_dataclass(spec):
+        return dataclasses.asdict(spec)
+    return dict(spec)
+
+
+def _display_name(dataset: str) -> tuple[str, str] | None:
+    """(name, note) that the data sources give `dataset` ('mnist_5k' → ('MNIST', '5k subset')), or None."""
+    shown = dataset_display_name(dataset)
+    if shown is None:
+        return None
+    name, bracket, note = shown.partition(" (")
+    return name, note.removesuffix(")") if bracket else ""
 
 
 def _class_text(classes) -> str:
@@ -61,29 +68,29 @@ def readable_dataset_name(label: str, spec=None, used: str | None = None) -> str
     (`used`: the one actually loaded, maybe an alternative), its classes and image size, and what of
     the key is left: 'digits_5_9' → 'digits 5–9', 'fashion_14' → 'Fashion-MNIST 14×14',
     'mnist_28' → 'MNIST 28×28', 'digits_0_4_train' → 'digits 0–4 (train)'."""
-    description = _field(spec, "description")
-    if description:
-        return str(description)
+    fields = _spec_fields(spec)
+    if fields.get("description"):
+        return str(fields["description"])
     tokens = [t for t in re.split(r"[_\s]+", label) if t]
-    source = used or _field(spec, "dataset")
+    source = used or fields.get("dataset")
     consumed: set[int] = set()
-    base = None
+    base, note = None, ""
     if source:
-        base = DATASET_NAMES.get(source) or source.replace("_", " ")
-        names = {source, _field(spec, "dataset") or source, *(_field(spec, "alternatives") or ())}
-        words = {w for n in names for w in str(n).lower().split("_")} | {
-            k for k, v in DATASET_NAMES.items() if v == base}
+        base, note = _display_name(source) or (source.replace("_", " "), "")
+        names = {source, fields.get("dataset") or source, *(fields.get("alternatives") or ())}
+        # the key's words that spell the dataset or its readable name say nothing more
+        words = {w for n in names for w in str(n).lower().split("_")} | set(re.split(r"[-\s]+", base.lower()))
         consumed |= {i for i, t in enumerate(tokens) if t.lower() in words}
-    else:  # the key alone: its longest leading run of tokens that names a dataset
+    else:  # the key alone: its longest leading run of tokens that a data source names
         for n in range(len(tokens), 0, -1):
-            key = "_".join(tokens[:n]).lower()
-            if key in DATASET_NAMES:
-                base, consumed = DATASET_NAMES[key], set(range(n))
+            known = _display_name("_".join(tokens[:n]).lower())
+            if known is not None:
+                (base, note), consumed = known, set(range(n))
                 break
         if base is None and tokens:
             base, consumed = tokens[0], {0}
     numeric = [i for i, t in enumerate(tokens) if t.isdigit() and i not in consumed]
-    classes = tuple(_field(spec, "classes") or ())
+    classes = tuple(fields.get("classes") or ())
     class_text = ""
     if classes:
         class_text = _class_text(classes)
@@ -92,7 +99,7 @@ def readable_dataset_name(label: str, spec=None, used: str | None = None) -> str
         a, b = int(tokens[numeric[0]]), int(tokens[numeric[1]])
         class_text = f"{a}–{b}" if a < b else f"{a},{b}"
         consumed |= {numeric[0], numeric[1]}
-    size = int(_field(spec, "image_size", 0) or 0)
+    size = int(fields.get("image_size") or 0)
     left = [i for i in numeric if i not in consumed]
     if size:
         consumed |= {i for i in left if int(tokens[i]) == size}
@@ -101,7 +108,7 @@ def readable_dataset_name(label: str, spec=None, used: str | None = None) -> str
         consumed.add(left[0])
     parts = [base or label, class_text, f"{size}×{size}" if size else ""]
     extras = [tokens[i] for i in range(len(tokens)) if i not in consumed]
-    notes = extras + ([DATASET_NOTES[used]] if used in DATASET_NOTES else [])
+    notes = extras + ([note] if note and used else [])
     name = " ".join(p for p in parts if p)
     return f"{name} ({', '.join(notes)})" if notes else name
 
@@ -122,8 +129,8 @@ def method_names(methods: Mapping[str, Any]) -> dict[str, str]:
     ('learned'); other methods keep their label. A name two labels would share gets its label added."""
     names = {}
     for label, method in methods.items():
-        settings = method.identity() if hasattr(method, "identity") else None
-        if not isinstance(settings, Mapping) or not settings.get("rule"):
+        settings = method.identity() if method is not None else {}
+        if not settings.get("rule"):
             names[label] = label
             continue
         checkpoint = str(settings.get("checkpoint") or "")
@@ -247,9 +254,8 @@ def _names_and_chance(dataset_order, datasets) -> tuple[dict[str, str], dict[str
     names, chance = {}, {}
     for label in dataset_order:
         spec, data = (datasets or {}).get(label, (None, None))
-        names[label] = readable_dataset_name(label, spec, getattr(data, "dataset", None))
-        classes = getattr(data, "num_classes", None)
-        chance[label] = chance_level(classes) if classes else None
+        names[label] = readable_dataset_name(label, spec, data.dataset if data is not None else None)
+        chance[label] = chance_level(data.num_classes) if data is not None and data.num_classes else None
     return names, chance
 
 
@@ -456,7 +462,7 @@ def build_figures(config, summary, records, methods, datasets, store) -> list[tu
     if tiles:
         dataset, shape, rows = tiles
         spec, data = datasets[dataset]
-        name = readable_dataset_name(dataset, spec, getattr(data, "dataset", None))
+        name = readable_dataset_name(dataset, spec, data.dataset)
         figures.append(("First-layer filters", "filters.png", filters_figure(
             rows, shape, f"First-layer filters: {name}, after {main_steps} unsupervised steps, "
                          f"architecture {arch_text(main_arch)}, seed 0")))
@@ -464,8 +470,9 @@ def build_figures(config, summary, records, methods, datasets, store) -> list[tu
 
 
 @_styled
-def meta_training_curve_figure(rows: list[dict], title: str, window: int = 50):
-    """Meta-loss per θ-step (thin) and its running mean over `window` steps, from metrics.csv rows."""
+def meta_training_curve_figure(rows: list[dict], title: str, window: int = 50, loss_name: str = ""):
+    """Meta-loss per θ-step (thin) and its running mean over `window` steps, from metrics.csv rows;
+    `loss_name`: what the loss measures (`MetaObjective.loss_name`), shown on its axis."""
     kept = [r for r in rows if r.get("meta_loss") not in (None, "")]
     steps = np.array([int(r["step"]) for r in kept])
     losses = np.array([float(r["meta_loss"]) for r in kept])
@@ -476,7 +483,7 @@ def meta_training_curve_figure(rows: list[dict], title: str, window: int = 50):
         mean = np.convolve(losses, np.ones(window) / window, mode="valid")
         ax.plot(steps[window - 1:], mean, color="C0", linewidth=2.0, label=f"mean of the last {window} θ-steps")
     ax.set_xlabel("θ-step (meta-training step)")
-    ax.set_ylabel("meta-loss (cosine distance)")
+    ax.set_ylabel(f"meta-loss ({loss_name})" if loss_name else "meta-loss")
     ax.grid(alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
     _legend(fig, handles, labels)

@@ -39,12 +39,13 @@ from metaplastic.core.metric_writers.wandb_writer import WANDB_PROJECT, WandbWri
 WANDB_ENV = "METAPLASTIC_WANDB"
 
 
-def create_default_writer(workdir: str | os.PathLike, resume_step: int = 0) -> MultiWriter:
+def create_default_writer(workdir: str | os.PathLike, resume_step: int = 0, loss_name: str = "") -> MultiWriter:
     """The trainer's writer: CSV + TensorBoard + the curve picture, + W&B when `METAPLASTIC_WANDB=1` and
-    wandb imports (else a warning). `write_hparams` takes a flat dict (`flatten_hparams`)."""
-    writers: list[MetricWriter] = [CsvWriter(workdir, resume_step=resume_step),
-                                   TensorBoardWriter(workdir, resume_step=resume_step),
-                                   CurvePicture(workdir)]  # after the CSV: it draws what the CSV holds
+    wandb imports (else a warning). `write_hparams` takes a flat dict (`flatten_hparams`); `loss_name`:
+    what the meta-loss measures (`MetaObjective.loss_name`), for the curve picture's axis."""
+    writers: list[MetricWriter] = [CsvWriter(workdir, resume_step=resume_step),  # first: the picture draws
+                                   TensorBoardWriter(workdir, resume_step=resume_step),  # what it holds
+                                   CurvePicture(workdir, loss_name=loss_name)]
     if os.environ.get(WANDB_ENV) == "1":
         if wandb_available():
             writers.append(WandbWriter(workdir, resume_step=resume_step))

@@ -23,11 +23,13 @@ class CurvePicture(MetricWriter):
     """`workdir/meta_training_curve.png`: the meta-loss of every logged θ-step and its running mean,
     read back from metrics.csv (so a resumed run's picture covers the whole run). Redrawn when a row
     arrives `every` seconds after the last drawing, and at `close`; written atomically. A picture that
-    cannot be drawn or written is said once on stderr and never stops the run."""
+    cannot be drawn or written is said once on stderr and never stops the run. `loss_name`: what the
+    meta-loss measures (`MetaObjective.loss_name`), shown on its axis."""
 
-    def __init__(self, workdir: str | os.PathLike, every: float = CURVE_SECONDS):
+    def __init__(self, workdir: str | os.PathLike, every: float = CURVE_SECONDS, loss_name: str = ""):
         self.workdir = pathlib.Path(workdir)
         self.every = every
+        self.loss_name = loss_name
         self._drawn_at = time.monotonic()
         self._pending = False
         self._rule = ""
@@ -58,7 +60,8 @@ class CurvePicture(MetricWriter):
 
             rule = f"{self._rule} " if self._rule else ""
             figure = meta_training_curve_figure(
-                rows, f"Meta-training of {rule}({self.workdir.name}), {rows[-1]['step']} θ-steps so far")
+                rows, f"Meta-training of {rule}({self.workdir.name}), {rows[-1]['step']} θ-steps so far",
+                loss_name=self.loss_name)
             image = io.BytesIO()
             figure.savefig(image, dpi=DPI, format="png")
             write_atomic(self.workdir / CURVE_FILE, image.getvalue())

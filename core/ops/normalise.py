@@ -4,7 +4,7 @@ JAX's reverse mode of a normalisation keeps several full-size intermediates (the
 the normalised output, the ReLU mask) and, inside an inner-step scan, stacks each of them per
 step. These versions keep only their input (plus per-channel statistics) and recompute the rest
 in the backward pass, which is memory-bound work done once instead of stored and read back.
-Same maths as the plain forms below them (tests/test_normalise.py checks both against each other,
+Same maths as the plain forms below them (tests/core/ops/test_normalise.py checks both against each other,
 against `jax.grad` and by finite differences).
 """
 

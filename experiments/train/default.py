@@ -58,7 +58,9 @@ def get_config(arg=None):
 
     config.init_theta = ""         # a new run starts from this rule's θ (pretrained:NAME, a rule folder, a workdir)
     config.init_snapshot = ""      # or continues this snapshot (θ, optimiser, step: `metaplastic snapshot`)
-    config.allow_config_change = False  # resume a workdir whose config.json differs (history kept)
+    # resume a workdir whose config.json differs (history kept); it cannot change the shapes of θ or
+    # of the task state: a change that does is refused, and the checkpoints stay as they were
+    config.allow_config_change = False
     config.max_consecutive_skipped = 20  # stop when this many θ-steps in a row were non-finite
     config.time_limit_seconds = 0.0  # stop (and save) after this much wall-clock time; 0 = none
 

@@ -37,6 +37,8 @@ HOW_TO = {
     "mnist": "put the four MNIST .gz files (train-images-idx3-ubyte.gz, ...) in "
              "$METAPLASTIC_IDX_DIR/mnist/",
 }
+# names for people; 'fashion' is the short name study keys use ('fashion_14')
+DISPLAY_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "fashion": "Fashion-MNIST"}
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -83,6 +85,9 @@ def find_idx(name: str, split: str) -> tuple[pathlib.Path, pathlib.Path] | None:
 class IdxSource(DataSource):
     def names(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys([*ALIASES, *HOW_TO]))  # any other name: a folder of IDX files
+
+    def display_name(self, dataset: str) -> str | None:
+        return DISPLAY_NAMES.get(dataset)
 
     def load(self, dataset: str, split: str) -> Dataset:
         if split not in SPLIT_PREFIX:

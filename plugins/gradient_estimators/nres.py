@@ -32,7 +32,7 @@ alike, and growing with τ as ξ accumulates noise. At an equal cost: both unrol
 1 + 2·pairs members per task per truncation. (The claim is about each
 truncation's estimate, the one every θ update uses. Summed over a whole horizon
 NRES is full-unroll ES with one ε, which can vary more than PES's horizon sum
-of many draws: about 1.2–1.4× on tests/test_nres.py's linear problem.)
+of many draws: about 1.2–1.4× on tests/helpers/linear_problem.py's linear problem.)
 
 State (all pytrees, so checkpoints hold them; T leads every per-task array, so a
 per-task reset can replace row t of every leaf with a fresh `init_state`'s):

@@ -58,6 +58,9 @@ class RidgeCosDist(MetaObjective):
         if self.ridge_lambda < 0:
             raise ValueError(f"meta_objective_config.ridge_lambda: must be >= 0, got {self.ridge_lambda}")
 
+    def loss_name(self) -> str:
+        return "cosine distance"
+
     def loss(self, features_fn, batch_a: LabeledBatch, batch_b: LabeledBatch) -> jax.Array:
         n_a = batch_a.x.shape[0]
         features = features_fn(jnp.concatenate([batch_a.x, batch_b.x], axis=0))

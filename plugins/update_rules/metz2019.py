@@ -24,7 +24,7 @@ moves. The *genome* (`genome_mask`) is what acts without the networks: θ["genom
 of the four HAND_TERMS and the mix's offset, the bias readout's offset. nets=False skips the networks
 (exactly the same rule while the other mix weights are zero: the genome stage, ~10× cheaper).
 
-The module is ~710 lines because the rule is one unit (its prior included): its sub-networks share one θ layout,
+It is long because the rule is one unit (its prior included): its sub-networks share one θ layout,
 the batch-statistics layers and the matmul-form convolutions, and none of it is used by another
 component (what would be shared belongs in core/).
 Labels never reach the rule; the input permutation per task is done by the task

@@ -174,6 +174,12 @@ def build_parser(description: str) -> argparse.ArgumentParser:
                                    epilog=epilog, usage=usage,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
 
+    def run_arguments(parser, config_help: str, workdir_help: str) -> None:
+        """What `train` and `evaluate` both take: a config, a workdir, and whether to show progress."""
+        parser.add_argument("--config", required=True, metavar="FILE[:VARIANT]", help=config_help)
+        parser.add_argument("--workdir", required=True, metavar="DIR", help=workdir_help)
+        parser.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
+
     train = command(
         "train", "meta-train an update rule (resumes from --workdir)",
         description="Meta-train an update rule's θ on a distribution of tasks; an interrupted run "
@@ -181,11 +187,8 @@ def build_parser(description: str) -> argparse.ArgumentParser:
         usage="metaplastic train --config FILE[:VARIANT] --workdir DIR [--no-progress] "
               "[--config.FIELD=VALUE ...]",
         epilog=TRAIN_EPILOG.format(shipped=shipped, listing=config_file_listing(shipped / "train")))
-    train.add_argument("--config", required=True, metavar="FILE[:VARIANT]",
-                       help="training config, e.g. experiments/train/digits.py:tiny")
-    train.add_argument("--workdir", required=True, metavar="DIR",
-                       help="where config, metrics and checkpoints go (created if missing)")
-    train.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
+    run_arguments(train, "training config, e.g. experiments/train/digits.py:tiny",
+                  "where config, metrics and checkpoints go (created if missing)")
 
     evaluate = command(
         "evaluate", "evaluate learned rules against baselines on held-out data (resumes)",
@@ -194,11 +197,8 @@ def build_parser(description: str) -> argparse.ArgumentParser:
         usage="metaplastic evaluate --config FILE[:VARIANT] --workdir DIR [--no-progress] "
               "[--config.FIELD=VALUE ...]",
         epilog=EVALUATE_EPILOG.format(shipped=shipped, listing=config_file_listing(shipped / "eval")))
-    evaluate.add_argument("--config", required=True, metavar="FILE[:VARIANT]",
-                          help="study config, e.g. experiments/eval/datasets.py")
-    evaluate.add_argument("--workdir", required=True, metavar="DIR",
-                          help="where results, report and cached cells go (created if missing)")
-    evaluate.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
+    run_arguments(evaluate, "study config, e.g. experiments/eval/datasets.py",
+                  "where results, report and cached cells go (created if missing)")
 
     show = command(
         "config", "print a resolved config: every field, its value, default and meaning",
