@@ -216,6 +216,8 @@ def parse_value(field: str, text: str, current: Any) -> Any:
     except (ValueError, SyntaxError):
         if current is None:
             return text
+        if isinstance(current, (tuple, list)) and text.strip("() "):  # bare words: a,b or (a, b)
+            return tuple(_bare_item(part.strip()) for part in text.strip("() ").split(",") if part.strip())
         raise ConfigError(f"{field}: expected {type(current).__name__}, got '{text}'") from None
     if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
@@ -227,6 +229,14 @@ def parse_value(field: str, text: str, current: Any) -> Any:
             isinstance(current, (tuple, list)) and isinstance(value, (tuple, list))):
         raise ConfigError(f"{field}: expected {type(current).__name__}, got '{text}'")
     return value
+
+
+def _bare_item(text: str) -> Any:
+    """One item of a comma-separated tuple value: a Python literal where it is one, else the word."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
 
 
 def lookup(config, dotted: str):

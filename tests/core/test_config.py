@@ -23,6 +23,16 @@ def test_overrides_are_typed_and_defaults_filled():
     assert config.base_model_config.activation == "relu"
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("0,1", (0, 1)), ("(0, 1)", (0, 1)), ("3", (3,)), ('("vae", "hebbian")', ("vae", "hebbian")),
+    ("vae,hebbian", ("vae", "hebbian")), ("(vae, hebbian)", ("vae", "hebbian")), ("vae", ("vae",)),
+    ("digits_5_9, 2", ("digits_5_9", 2)),
+])
+def test_tuple_values_take_bare_words_as_numbers_do(text, expected):
+    """`--config.only_methods=vae,hebbian` as `--config.only_seeds=0,1`: no Python quoting needed."""
+    assert config_lib.parse_value("config.only_methods", text, ()) == expected
+
+
 @pytest.mark.parametrize("override, message", [
     ("--config.num_stepz=3", "unknown config field 'config.num_stepz'; did you mean 'config.num_steps'?"),
     ("--config.optimizer.learning_rat=3", "did you mean 'config.optimizer.learning_rate'?"),
