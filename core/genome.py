@@ -16,7 +16,9 @@ Whole runs need no gradient and no inner-state carry-over between generations, s
 θ and the strategy's state only ("opt_state" in checkpoints and snapshots), and a resumed run repeats an
 uninterrupted one bit for bit (every key is `run_key(seed, purpose, generation)`). A generation is a
 θ-step: `num_steps`, checkpoints, metrics, validation, time limits and SIGTERM work as for the gradient
-trainer (`GenomeTrainer` is a `MetaTrainer` with another step).
+trainer (`GenomeTrainer` is a `MetaTrainer` with another step). A generation's population run is
+compiled ahead of time (`core.device_memory.CheckedStep`), so one too big for memory is refused in one
+line before anything is written, rather than failing when it runs.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metaplastic.core import config as config_lib
+from metaplastic.core.device_memory import CheckedStep
 from metaplastic.core.interfaces import GenomeStrategy, MetaObjective, Pytree, UpdateRule, numpy_rng
 from metaplastic.core.keys import KeyPurpose
 from metaplastic.core.trainer import MetaTrainer
@@ -115,6 +118,9 @@ class GenomeTrainer(MetaTrainer):
         if not self.points or list(self.points) != sorted(set(self.points)) or self.points[0] < 1:
             raise config_lib.ConfigError(f"config.genome.objective_points: need ascending inner-step counts >= 1, "
                                          f"got {tuple(config.genome.objective_points)!r}")
+        self._population_losses = CheckedStep(population_losses, self._too_big,
+                                              static_argnames=("rule", "objective", "points", "view"))
+        self._ready = None  # (step, the generation's inputs) made by compile_next_step
         self._set_view(self.theta)
 
     def _set_view(self, theta) -> None:
@@ -150,15 +156,37 @@ class GenomeTrainer(MetaTrainer):
                                self._key(KeyPurpose.DATA, step))
         return arch, tasks
 
-    def train_step(self) -> dict[str, float]:
+    def _sizing_fields(self) -> str:
+        return (f"config.batch_size ({self.config.batch_size}), config.tasks_per_step "
+                f"({self.config.tasks_per_step}) or config.genome.objective_points (up to {self.points[-1]})")
+
+    def _generation(self) -> tuple[Any, Any, jax.Array, dict[str, Any]]:
+        """This generation's architecture, what the strategy asked with, the key that tells, and the
+        arguments of its population run (the population, the tasks with their φ_0)."""
+        if self._ready is not None and self._ready[0] == self.step:
+            ready, self._ready = self._ready[1], None
+            return ready
         # the data on this thread, not prefetched: on a 2-core machine, JAX work on a data thread during a
         # long population run was seen to stall XLA:CPU's thread pool for good (host work is ~10 % of a step)
         arch, tasks = self._prepare(self.step, self.step, None)
         tasks = with_states(self.components.rule, arch, tasks, self._key(KeyPurpose.DATA, self.step))
         ask_key, tell_key = jax.random.split(self._key(KeyPurpose.UNROLL, self.step))
         population, asked = self.strategy.ask(ask_key, self.opt_state)
-        rule, objective = self.components.rule, self.components.objective
-        losses = population_losses(rule, objective, self.points, self.view, population, tasks)
+        run = dict(rule=self.components.rule, objective=self.components.objective, points=self.points,
+                   view=self.view, population=population, tasks=tasks)
+        return arch, asked, tell_key, run
+
+    def compile_next_step(self) -> None:
+        """Compile the next generation's population run, refused if it cannot fit in memory (its inputs,
+        made for that, are the generation's own)."""
+        generation = self._generation()
+        self._ready = (self.step, generation)
+        self._population_losses.compiled(**generation[-1])
+
+    def train_step(self) -> dict[str, float]:
+        arch, asked, tell_key, run = self._generation()
+        population = run["population"]
+        losses = self._population_losses(**run)
         fitness, finite = fitness_of(losses)
         host = jax.device_get({"fitness": fitness, "finite": finite,
                                "at_points": jnp.mean(jnp.where(finite[:, None, None], losses, jnp.nan), axis=1)})

@@ -5,7 +5,8 @@ Randomness: every key is `run_key(seed, purpose, step)` (`core.keys`), so a resu
 uninterrupted one bit for bit.
 
 The pieces that stand alone live beside it: the key scheme (core.keys), the meta-optimiser
-(core.optimizer), task groups and their phases (core.tasks), checkpoints (core.checkpoint), snapshots (core.snapshot), the workdir (core.workdir).
+(core.optimizer), task groups and their phases (core.tasks), checkpoints (core.checkpoint), snapshots (core.snapshot), the workdir (core.workdir),
+whether a compiled step fits in memory (core.device_memory).
 It is long because what is left is one run's state and its lifecycle: starting or resuming it (bit for
 bit), the θ-step loop with its stops (time, signals, skipped steps), and logging and saving it.
 """
@@ -28,6 +29,7 @@ from jax.experimental.compilation_cache import compilation_cache
 from metaplastic.core import config as config_lib
 from metaplastic.core import distributed
 from metaplastic.core.checkpoint import Checkpointer, CheckpointMismatch
+from metaplastic.core.device_memory import readable_bytes
 from metaplastic.core.errors import UserError, one_line
 from metaplastic.core.estimation import reset_tasks
 from metaplastic.core.interfaces import TruncationData
@@ -116,6 +118,16 @@ class MetaTrainer:
 
     def _fresh_opt_state(self, theta):
         return self.sharding.replicate(self.optimizer.init(theta))
+
+    def _sizing_fields(self) -> str:
+        """The config fields that set how much memory a θ-step needs, with their values."""
+        return (f"config.batch_size ({self.config.batch_size}) or config.tasks_per_step "
+                f"({self.config.tasks_per_step})")
+
+    def _too_big(self, needed: int, free: int, where: str) -> Exception:
+        return TrainingError(f"θ-step {self.step + 1} needs {readable_bytes(needed)} of memory (XLA's analysis "
+                             f"of the compiled step) but {where} has {readable_bytes(free)} free: lower "
+                             f"{self._sizing_fields()}")
 
     def _key(self, purpose: KeyPurpose, step: int) -> jax.Array:
         return run_key(self.config.seed, purpose, step)
@@ -269,6 +281,12 @@ class MetaTrainer:
             self.opt_state = self._fresh_opt_state(self.theta)
 
     # -- the loop ------------------------------------------------------------
+    def compile_next_step(self) -> None:
+        """Compile the next θ-step now and refuse it (`TrainingError`) if it cannot fit in memory; `run`
+        calls it before it writes anything. Here nothing: this step is the estimator's, a host-side
+        call whose computations its plugin compiles when they first run (a step too big for memory
+        is said when it fails, by `run`); `GenomeTrainer`'s step is core's own."""
+
     def train_step(self) -> dict[str, float]:
         if self._group_done():
             self._start_group(self.step)
@@ -328,15 +346,13 @@ class MetaTrainer:
         `progress` (`core.progress`): True or "bar" = a tqdm bar; "lines" = a timestamped line every
         `LINE_SECONDS` with done/total, rate and ETA (for logs and pipes); False or "off" = nothing.
         SIGTERM or Ctrl-C stops it after the current θ-step, saved (`summary["stopped"]` names the
-        signal); a second Ctrl-C quits at once."""
+        signal); a second Ctrl-C quits at once. The session's first θ-step always runs: it includes the
+        compile, which a limit or a signal cannot cut short, and the run must move on however short its
+        sessions. Before anything is written, `compile_next_step` compiles that step where it can and
+        refuses it (`TrainingError`) when it cannot fit in memory."""
         config = self.config
         primary = distributed.is_primary()
-        if primary:
-            write_atomic(self.workdir / "config.json", json.dumps(config.to_dict(), indent=2, default=str).encode())
-        writer = (create_default_writer(self.workdir, resume_step=self.step,
-                                        loss_name=self.components.objective.loss_name()) if primary else None)
-        if writer is not None:
-            writer.write_hparams(flatten_hparams(config.to_dict()))
+        writer = None
         if config.time_limit_seconds:
             max_seconds = min(max_seconds or float("inf"), config.time_limit_seconds)
         first_step, started, cpu_started = self.step, time.perf_counter(), time.process_time()
@@ -348,16 +364,26 @@ class MetaTrainer:
             f"the same command resumes from step {self._saved_step}" if self._saved_step
             else "nothing was saved yet: the same command starts again"))
         try:
+            compile_seconds = 0.0  # the first θ-step's compile, done here: counted as that step's time
             if self.step < config.num_steps:
                 reporter.compiling_notice()
+                self.compile_next_step()
+                compile_seconds = time.perf_counter() - started
+            if primary:
+                write_atomic(self.workdir / "config.json",
+                             json.dumps(config.to_dict(), indent=2, default=str).encode())
+                writer = create_default_writer(self.workdir, resume_step=self.step,
+                                               loss_name=self.components.objective.loss_name())
+                writer.write_hparams(flatten_hparams(config.to_dict()))
             if self.validator is not None and self.validator.first_step < 0 and primary:
                 scores = self.validator.observe(self.step, self.theta)  # the starting θ: what to beat
                 if writer:
                     writer.write(self.step, scores)
-            while self.step < config.num_steps and not stop.requested:
-                if max_seconds is not None and time.perf_counter() - started >= max_seconds:
+            while self.step < config.num_steps and (self.step == first_step or not stop.requested):
+                later = self.step > first_step  # the session's first step always runs (see above)
+                if later and max_seconds is not None and time.perf_counter() - started >= max_seconds:
                     break
-                if max_cpu_seconds is not None and time.process_time() - cpu_started >= max_cpu_seconds:
+                if later and max_cpu_seconds is not None and time.process_time() - cpu_started >= max_cpu_seconds:
                     break
                 tick = time.perf_counter()
                 try:
@@ -367,9 +393,9 @@ class MetaTrainer:
                         raise  # a bug: it keeps its traceback
                     raise TrainingError(
                         f"θ-step {self.step + 1} does not fit in the device's memory ({one_line(error)[:200]}): "
-                        f"lower config.batch_size ({config.batch_size}) or config.tasks_per_step "
-                        f"({config.tasks_per_step})") from None
-                metrics["seconds"] = time.perf_counter() - tick
+                        f"lower {self._sizing_fields()}") from None
+                metrics["seconds"] = time.perf_counter() - tick + compile_seconds
+                compile_seconds = 0.0
                 self.elapsed_seconds += metrics["seconds"]
                 validated = self.validator is not None and self.validator.due(self.step) and primary
                 if validated:

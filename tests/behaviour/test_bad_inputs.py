@@ -344,6 +344,29 @@ def test_a_step_too_big_for_memory_is_one_line_naming_the_fields_that_size_it(tm
     assert not any("Traceback" in line for line in err)
 
 
+GENOME = ["--config.trainer=genome", "--config.update_rule=metz2019", "--config.update_rule_config.prior=hebbian",
+          "--config.update_rule_config.nets=False", "--config.update_rule_config.top_delta_size=8",
+          "--config.update_rule_config.compute_h_size=8", "--config.update_rule_config.delta_dim=4",
+          "--config.genome_strategy_config.population_size=4", "--config.genome.objective_points=(2, 6)"]
+
+
+def test_a_generation_too_big_for_memory_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys):
+    """XLA's memory analysis of the compiled population run, against what the machine has free (here made
+    small, so nothing big is ever allocated): one line before any generation runs, and no workdir left."""
+    from metaplastic.core import device_memory
+
+    monkeypatch.setattr(device_memory, "free_bytes", lambda device: 1000)
+    workdir = tmp_path / "run"
+    code = cli.main(train(*GENOME, "--no-progress", workdir=str(workdir)))
+    gc.collect()
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("metaplastic: error: θ-step 1 needs ") and err[0].endswith(
+        " of memory (XLA's analysis of the compiled step) but this machine has 1.0 kB free: lower "
+        "config.batch_size (16), config.tasks_per_step (2) or config.genome.objective_points (up to 6)"), err
+    assert not workdir.exists()  # no config.json, metrics or checkpoint: nothing had started
+
+
 def test_a_damaged_checkpoint_is_said_in_its_one_warning_line(workdir, tmp_path, capsys):
     damaged = tmp_path / "run"
     shutil.copytree(workdir, damaged)
