@@ -21,6 +21,8 @@ import pathlib
 import shutil
 import sys
 import time
+import traceback
+import warnings
 from typing import Any, Callable
 
 import flax.serialization
@@ -88,10 +90,23 @@ def _quiet_closed_event_loops() -> None:
 
     hook.metaplastic_quiet = True
     sys.unraisablehook = hook
-    # its tasks that failed unawaited are logged by asyncio when collected, often at exit
-    logging.getLogger("asyncio").addFilter(
-        lambda record: not (str(record.msg).startswith("Task exception was never retrieved")
-                            and f"{os.sep}orbax{os.sep}" in str(record.msg)))
+    # its coroutines left unawaited warn when collected, often at exit ("sys:1: RuntimeWarning: coroutine
+    # 'Store._get_array_metadatas' was never awaited"); the warning carries no module, so match the name
+    warnings.filterwarnings("ignore", category=RuntimeWarning,
+                            message=r"coroutine '\w*(Store|Handler)\.\w+' was never awaited")
+    # its tasks and gathering futures that failed unawaited are logged by asyncio when collected, often
+    # at exit ("Task exception was never retrieved", "_GatheringFuture exception was never retrieved")
+    logging.getLogger("asyncio").addFilter(lambda record: not _orbax_leftover(record))
+
+
+def _orbax_leftover(record: logging.LogRecord) -> bool:
+    """Whether asyncio's log record reports an Orbax task or future nobody awaited."""
+    text = str(record.msg)
+    if "exception was never retrieved" not in text:
+        return False
+    error = record.exc_info[1] if record.exc_info else None
+    files = [frame.filename for frame in traceback.extract_tb(error.__traceback__)] if error else []
+    return any(f"{os.sep}orbax{os.sep}" in name for name in [text, *files])
 
 
 class Checkpointer:
