@@ -47,8 +47,8 @@ def export_rule(workdir: str | os.PathLike, destination: str | os.PathLike, step
     force: write into a non-empty `destination`.
     """
     from metaplastic.core.config import build
-    from metaplastic.core.rules import (checkpoint_steps, load_rule, load_rule_from_workdir, save_rule,
-                                        workdir_config)
+    from metaplastic.core.checkpoint import checkpoint_steps, load_rule_from_workdir, workdir_config
+    from metaplastic.core.rules import load_rule, save_rule
     from metaplastic.core.validation import BEST_DIR, Validator
 
     workdir, target = pathlib.Path(workdir), pathlib.Path(destination)
