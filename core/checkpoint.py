@@ -2,8 +2,8 @@
 
 Orbax writes each step into a temporary directory and renames it when
 complete, so a process killed during a save leaves the previous checkpoint
-as the latest restorable one. Each save also records a sha256 of the state's
-bytes in its metadata; `restore_newest_intact` checks it and falls back, with a
+as the latest restorable one. Each save also records the state's sha256
+(`core.digest.pytree_digest`) in its metadata; `restore_newest_intact` checks it and falls back, with a
 one-line warning naming the bad step, to the newest step that restores intact,
 so a truncated, byte-flipped or partly deleted checkpoint is never loaded.
 
@@ -13,7 +13,6 @@ for evaluation, export and `load_rule`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -33,9 +32,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from metaplastic.core import config as config_lib
+from metaplastic.core.digest import pytree_digest
 from metaplastic.core.errors import UserError, one_line
 from metaplastic.core.interfaces import BaseModel, EvaluationError, Pytree, UpdateRule
 from metaplastic.core.keys import initial_theta
+from metaplastic.core.renamed_fields import current_config
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -48,17 +49,12 @@ class CheckpointMismatch(CheckpointError):
 
 
 def state_digest(state) -> str | None:
-    """sha256 over every leaf's path, dtype, shape and bytes; None when some leaf lives partly on other
-    processes (several hosts: each sees only its own shards, Orbax's own checks remain)."""
+    """`pytree_digest` of the state as Orbax stores it (nested dicts, so a state restored without a
+    template digests the same); None when some leaf lives partly on other processes (several hosts:
+    each sees only its own shards, Orbax's own checks remain)."""
     if any(isinstance(leaf, jax.Array) and not leaf.is_fully_addressable for leaf in jax.tree.leaves(state)):
         return None
-    digest = hashlib.sha256()
-    leaves = jax.tree_util.tree_flatten_with_path(flax.serialization.to_state_dict(jax.device_get(state)))[0]
-    for path, leaf in leaves:
-        leaf = np.ascontiguousarray(leaf)
-        digest.update(f"{jax.tree_util.keystr(path)}|{leaf.dtype}|{leaf.shape}".encode())
-        digest.update(leaf.tobytes())
-    return digest.hexdigest()
+    return pytree_digest(flax.serialization.to_state_dict(jax.device_get(state)))
 
 
 def _shapes(tree, shape_of) -> dict[str, tuple[int, ...]]:
@@ -250,7 +246,7 @@ def workdir_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict:
                               "workdir, a rule folder or pretrained:NAME)")
     if not path.is_file():
         raise EvaluationError(f"rule checkpoint '{workdir}': no config.json (expected a `metaplastic train` workdir)")
-    return ml_collections.ConfigDict(json.loads(path.read_text()))
+    return ml_collections.ConfigDict(current_config(json.loads(path.read_text()), where=f"{path}: "))
 
 
 def load_rule_from_workdir(workdir: str | os.PathLike, step: int | None = None,

@@ -31,6 +31,7 @@ from typing import Any, Callable, Mapping
 import ml_collections
 
 from metaplastic.core.errors import ConfigError, UserError, one_line
+from metaplastic.core.renamed_fields import current_config, current_overrides
 from metaplastic.core.unroll import TruncatedUnroll
 from metaplastic.registries import ComponentError, get_registry, training_kinds
 
@@ -325,7 +326,7 @@ def parse_overrides(args: list[str]) -> list[tuple[str, str]]:
 
 def resolve(config: ml_collections.ConfigDict, overrides: list[tuple[str, str]] = ()) -> ml_collections.ConfigDict:
     """Apply overrides, fill component defaults, validate, lock. Returns a new ConfigDict."""
-    config = ml_collections.ConfigDict(config.to_dict())
+    config = ml_collections.ConfigDict(current_config(config.to_dict(), warn=True))
     config.unlock()
     remaining = []
     for field, text in overrides:  # component names first: they decide which fields exist
@@ -335,6 +336,7 @@ def resolve(config: ml_collections.ConfigDict, overrides: list[tuple[str, str]] 
             config[field] = text
         else:
             remaining.append((field, text))
+    remaining = current_overrides(config, remaining)  # whose fields they are is known now
     registry = get_registry()
     optional = tuple(kind for kind in OPTIONAL_COMPONENT_FIELDS if kind in config)
     for kind in COMPONENT_FIELDS + optional:

@@ -108,7 +108,10 @@ class CheckedStep:
     def compiled(self, **arguments) -> jax.stages.Compiled:
         """The checked executable for these arguments (compiled and checked the first time)."""
         key = self._signature(arguments)
-        executable = self._executables.get(key)
+        try:
+            executable = self._executables.get(key)
+        except TypeError:  # a static argument jit could not hold either
+            raise TypeError(self._unhashable(arguments)) from None
         if executable is None:
             executable = self._jitted.lower(**arguments).compile()
             check_fits(executable, self._too_big)
@@ -118,6 +121,15 @@ class CheckedStep:
     def __call__(self, **arguments):
         executable = self.compiled(**arguments)
         return executable(**{k: v for k, v in arguments.items() if k not in self._static})
+
+    def _unhashable(self, arguments: dict) -> str:
+        for name in self._static:
+            try:
+                hash(arguments[name])
+            except TypeError:
+                return (f"{name}: a static argument must be hashable (a frozen dataclass, say), got a "
+                        f"{type(arguments[name]).__name__}, which is not")
+        return "a static argument is not hashable"
 
     def _signature(self, arguments: dict) -> tuple:
         """What jit's own cache tells calls apart by: static values, tree structure, types, shardings."""

@@ -23,6 +23,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from metaplastic.core.documented import documented
 from metaplastic.core.errors import UserError
 from metaplastic.core.interfaces import EstimatorState
 
@@ -35,10 +36,10 @@ class DistributedError(UserError, ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class ProcessSettings:
-    coordinator_address: str = ""  # host:port of process 0
-    num_processes: int = 0          # 0 = single process (unless cluster_detection)
-    process_id: int = -1
-    cluster_detection: bool = False  # let JAX read Slurm / Open MPI / ... variables
+    coordinator_address: str = documented("", "host:port of process 0")
+    num_processes: int = documented(0, "0 = single process (unless cluster_detection)")
+    process_id: int = documented(-1, "this process's index in [0, num_processes); -1 = JAX_PROCESS_ID")
+    cluster_detection: bool = documented(False, "let JAX read Slurm / Open MPI / ... variables")
 
     @property
     def requested(self) -> bool:

@@ -15,6 +15,7 @@ from typing import Any, Callable, ClassVar
 
 import jax.numpy as jnp
 
+from metaplastic.core.documented import documented
 from metaplastic.core.interfaces import GenomeStrategy
 
 
@@ -31,8 +32,8 @@ class EvosaxStrategy(GenomeStrategy):
     add `options()` and `params_fields()` (evosax `params` fields set from the config)."""
 
     ALGORITHM: ClassVar[str] = ""  # the class's name in evosax.algorithms
-    population_size: int = 16
-    std_init: float = 0.1  # the search distribution's initial standard deviation, per genome element
+    population_size: int = documented(16, "candidate genomes per generation")
+    std_init: float = documented(0.1, "the search distribution's initial standard deviation, per genome element")
 
     def __post_init__(self):
         if not isinstance(self.population_size, int) or self.population_size < 2:

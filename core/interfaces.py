@@ -391,7 +391,8 @@ class GradientEstimator(abc.ABC):
 
     Made by `factory(unroll=<a core.unroll.TruncatedUnroll>, **config.gradient_estimator_config)`:
     built around its `unroll` (the rule, the objective and how K inner steps are unrolled), as an
-    update rule is built around its base model.
+    update rule is built around its base model. The estimator is hashable (a frozen dataclass), so
+    the trainer can hold it static in `jax.jit`.
     """
 
     unroll: Any  # a core.unroll.TruncatedUnroll (which builds on these interfaces)
@@ -404,7 +405,11 @@ class GradientEstimator(abc.ABC):
     @abc.abstractmethod
     def estimate(self, theta: Pytree, state: EstimatorState, data: TruncationData,
                  key: Array) -> tuple[Pytree, EstimatorState, dict]:
-        """(meta-gradient, next state, metrics incl. 'meta_loss') over one truncation."""
+        """(meta-gradient, next state, metrics incl. 'meta_loss') over one truncation.
+
+        A pure, jit-able function of its arrays: the trainer compiles `jax.jit(estimate)` ahead of
+        time (`core.trainer.estimate_step`) to refuse a θ-step too big for memory before it runs.
+        Checks of the state's structure or shapes may raise here; they raise when it is compiled."""
 
 
 class GenomeStrategy(abc.ABC):

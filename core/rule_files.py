@@ -4,10 +4,15 @@
 version, `theta_sha256`, the `input_spec` it was meta-trained on, the distribution providing each
 component, `update_rule_package` and `base_model_package` ({"name", "version"}), and optionally
 `recommended_steps`, the inner-step default of `fit`, `run` and `apply_rule`; `theta.npz` holds the
-flattened meta-parameters. `theta_sha256` is the sha256 over θ's leaf names in sorted order, each
-followed by its array's byte count and bytes (C order, little-endian). A rule.json without these fields
-(older exports) loads unchecked. A rule whose update rule or base model is not registered here, but
-whose rule.json names the package providing it, is refused in one line saying what to install.
+flattened meta-parameters. `theta_sha256` is θ's `core.digest.pytree_digest` (the digest checkpoints
+and evaluation cells use too) over θ as the rule builds it, each leaf as stored in theta.npz.
+
+Format 1 stored `theta_sha256` as the sha256 over θ's leaf names in sorted order, each followed by its
+array's byte count and bytes (C order, little-endian); a rule.json of format 1 (or without
+`format_version`) is still checked that way. A rule.json without `theta_sha256` (older exports) loads
+unchecked. Renamed config fields are read under their current names (`core.renamed_fields`). A rule
+whose update rule or base model is not registered here, but whose rule.json names the package
+providing it, is refused in one line saying what to install.
 
 `core.rules` builds `LearnedRule`s on these functions (`load_rule`, `save_rule`).
 """
@@ -24,11 +29,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metaplastic.core.digest import pytree_digest
 from metaplastic.core.errors import UserError, one_line
 from metaplastic.core.interfaces import Pytree, UpdateRule
 from metaplastic.core.ops.files import NpzError, read_npz, save_npz_atomic, write_atomic
+from metaplastic.core.renamed_fields import current_config
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: theta_sha256 is θ's pytree_digest
 INPUT_SPEC = {"pixels": "[0, 1]", "layout": "flattened"}
 REQUIRED_KEYS = ("update_rule", "update_rule_config", "base_model", "base_model_config")
 PACKAGE_KEYS = {"update_rule": "update_rule_package", "base_model": "base_model_package"}
@@ -44,8 +51,9 @@ def non_finite_count(tree) -> int:
 
 # ---------------------------------------------------------------- θ's digest
 
-def theta_sha256(arrays: dict[str, np.ndarray]) -> str:
-    """sha256 over the sorted leaf names of θ, each followed by its byte count and bytes (C order, little-endian)."""
+def format1_theta_sha256(arrays: dict[str, np.ndarray]) -> str:
+    """`theta_sha256` of a format-1 rule.json: sha256 over the sorted leaf names of θ, each followed by
+    its byte count and bytes (C order, little-endian)."""
     digest = hashlib.sha256()
     for name in sorted(arrays):
         array = np.asarray(arrays[name])
@@ -136,7 +144,7 @@ def _read_description(path: pathlib.Path) -> dict:
         if package is not None and not (isinstance(package, dict) and isinstance(package.get("name"), str)
                                         and package["name"] and isinstance(package.get("version", ""), str)):
             raise RuleError(f"{path}: {key} must be a JSON object with a name and a version, got {package!r}")
-    return description
+    return current_config(description, where=f"{path}: ")
 
 
 def _refuse_missing_components(directory: pathlib.Path, description: dict) -> None:
@@ -180,9 +188,8 @@ def read_rule_folder(directory: pathlib.Path) -> tuple[UpdateRule, Pytree, dict]
     except NpzError as error:
         raise RuleError(f"{npz_path}: unreadable, truncated or not an .npz ({error.reason})") from None
     expected = description.get("theta_sha256")
-    if expected is not None and theta_sha256(arrays) != expected:
-        raise RuleError(f"{npz_path}: sha256 {theta_sha256(arrays)[:16]}… does not match theta_sha256 "
-                         f"{str(expected)[:16]}… in rule.json (θ changed or corrupted)")
+    if expected is not None and description.get("format_version", 1) == 1:
+        _check_digest(npz_path, format1_theta_sha256(arrays), expected)
     template = rule.init_theta(jax.random.PRNGKey(0))
     leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
     restored = []
@@ -192,12 +199,21 @@ def read_rule_folder(directory: pathlib.Path) -> tuple[UpdateRule, Pytree, dict]
             found = "missing" if name not in arrays else f"of shape {arrays[name].shape}"
             raise RuleError(f"{npz_path}: θ entry {name} {found}, rule '{description['update_rule']}' as "
                              f"configured in rule.json needs shape {tuple(leaf.shape)}")
-        restored.append(jnp.asarray(arrays[name], leaf.dtype))
-    theta = jax.tree_util.tree_unflatten(treedef, restored)
+        restored.append(arrays[name])
+    if expected is not None and description.get("format_version", 1) > 1:
+        _check_digest(npz_path, pytree_digest(jax.tree_util.tree_unflatten(treedef, restored)), expected)
+    theta = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(array, leaf.dtype)
+                                                   for array, (_, leaf) in zip(restored, leaves)])
     bad = non_finite_count(theta)
     if bad:
         raise RuleError(f"{npz_path}: θ of rule '{description['update_rule']}': non-finite ({bad} values)")
     return rule, theta, description
+
+
+def _check_digest(npz_path: pathlib.Path, digest: str, expected) -> None:
+    if digest != expected:
+        raise RuleError(f"{npz_path}: sha256 {digest[:16]}… does not match theta_sha256 "
+                        f"{str(expected)[:16]}… in rule.json (θ changed or corrupted)")
 
 
 def write_rule_folder(directory: str | os.PathLike, description: dict, theta: Pytree) -> pathlib.Path:
@@ -213,7 +229,7 @@ def write_rule_folder(directory: str | os.PathLike, description: dict, theta: Py
         if package is not None:
             description[key] = package
     description.update(format_version=FORMAT_VERSION, metaplastic_version=_package_version(),
-                       theta_sha256=theta_sha256(arrays))
+                       theta_sha256=pytree_digest(theta))
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     save_npz_atomic(directory / "theta.npz", arrays)

@@ -19,6 +19,7 @@ import numpy as np
 
 from metaplastic.core.errors import UserError
 from metaplastic.core.ops.files import NpzError, read_npz, write_atomic
+from metaplastic.core.renamed_fields import current_config
 
 FORMAT_VERSION = 1
 
@@ -83,6 +84,8 @@ def load_snapshot(path: str | pathlib.Path, theta_template, opt_state_template, 
     if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
         version = meta.get("format_version") if isinstance(meta, dict) else None
         raise SnapshotError(f"{where}: format version {version} (this metaplastic reads {FORMAT_VERSION})")
+    if isinstance(meta.get("config"), dict):
+        meta["config"] = current_config(meta["config"], where=f"{where}: ")
     hint = ""
     if config is not None:
         theirs = meta.get("config") if isinstance(meta.get("config"), dict) else {}

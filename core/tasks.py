@@ -25,6 +25,7 @@ from typing import Callable
 import jax
 import numpy as np
 
+from metaplastic.core.documented import documented
 from metaplastic.core.interfaces import Architecture, Task, TaskFamily, TruncationData, numpy_rng
 
 
@@ -38,9 +39,9 @@ class ArchitectureSampler:
     units as 4 depths × 4 widths = 16 buckets.
     """
 
-    depths: tuple[int, ...] = (2, 3)      # hidden layers below the representation layer
-    widths: tuple[int, ...] = (64, 128)   # hidden width (one per network)
-    top_width: int = 32                   # representation size u
+    depths: tuple[int, ...] = documented((2, 3), "hidden layers below the representation layer")
+    widths: tuple[int, ...] = documented((64, 128), "hidden width (one per network)")
+    top_width: int = documented(32, "representation size u")
 
     def __post_init__(self):
         if not self.depths or not self.widths or min(self.depths) < 0 or min(self.widths) < 1:
@@ -81,10 +82,10 @@ PHASES = ("lockstep", "independent")
 
 @dataclasses.dataclass(frozen=True)
 class Schedule:
-    truncation_lengths: tuple[int, ...] = (10,)  # K choices (each compiles once)
-    horizon: tuple[int, int] = (50, 500)         # inner steps per task, log-uniform in [min, max]
-    phases: str = "lockstep"                     # lockstep | independent (see the module docstring)
-    group_length: int = 0                        # independent: inner steps per group; 0 = K·⌈max horizon / K⌉
+    truncation_lengths: tuple[int, ...] = documented((10,), "K choices (each compiles once)")
+    horizon: tuple[int, int] = documented((50, 500), "inner steps per task, log-uniform in [min, max]")
+    phases: str = documented("lockstep", "lockstep | independent (see the module docstring)")
+    group_length: int = documented(0, "independent: inner steps per group; 0 = K·⌈max horizon / K⌉")
 
     def __post_init__(self):
         low, high = self.horizon

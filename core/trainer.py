@@ -14,6 +14,7 @@ bit), the θ-step loop with its stops (time, signals, skipped steps), and loggin
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import json
 import os
 import pathlib
@@ -29,10 +30,10 @@ from jax.experimental.compilation_cache import compilation_cache
 from metaplastic.core import config as config_lib
 from metaplastic.core import distributed
 from metaplastic.core.checkpoint import Checkpointer, CheckpointMismatch
-from metaplastic.core.device_memory import readable_bytes
+from metaplastic.core.device_memory import CheckedStep, readable_bytes
 from metaplastic.core.errors import UserError, one_line
 from metaplastic.core.estimation import reset_tasks
-from metaplastic.core.interfaces import TruncationData
+from metaplastic.core.interfaces import GradientEstimator, TruncationData
 from metaplastic.core.keys import KeyPurpose, initial_theta, run_key
 from metaplastic.core.metric_writers import create_default_writer, flatten_hparams
 from metaplastic.core.optimizer import make_optimizer, make_update_fn
@@ -43,6 +44,13 @@ from metaplastic.core.snapshot import load_snapshot
 from metaplastic.core.unroll import labels_only_loss
 from metaplastic.core.validation import Validator
 from metaplastic.core.workdir import WorkdirError, WorkdirLock, check_config, keep_config_history, shown_changes
+
+
+@functools.partial(jax.jit, static_argnames=("estimator",))
+def estimate_step(estimator: GradientEstimator, theta, state, data: TruncationData, key: jax.Array):
+    """One θ-step's estimate as one computation: `GradientEstimator.estimate` is jit-able with the
+    estimator static, so the trainer can compile it ahead of time and check it fits in memory."""
+    return estimator.estimate(theta, state, data, key)
 
 
 class MetaTrainer:
@@ -78,6 +86,7 @@ class MetaTrainer:
         self.checkpointer = Checkpointer(self.workdir / "checkpoints", keep=config.checkpoint_keep)
         self.validator = (Validator(config, self.components.rule, self.components.objective, self.workdir)
                           if config.validation.every > 0 else None)
+        self._estimate = CheckedStep(estimate_step, self._too_big, static_argnames=("estimator",))
         self._prefetcher = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="truncation-data")
         self._pending = None  # (step, group_start, future of (group, data)) for the next step
 
@@ -281,19 +290,28 @@ class MetaTrainer:
             self.opt_state = self._fresh_opt_state(self.theta)
 
     # -- the loop ------------------------------------------------------------
+    def _estimate_arguments(self, data: TruncationData) -> dict[str, Any]:
+        return dict(estimator=self.components.estimator, theta=self.theta, state=self.estimator_state,
+                    data=data, key=self._key(KeyPurpose.UNROLL, self.step))
+
     def compile_next_step(self) -> None:
         """Compile the next θ-step now and refuse it (`TrainingError`) if it cannot fit in memory; `run`
-        calls it before it writes anything. Here nothing: this step is the estimator's, a host-side
-        call whose computations its plugin compiles when they first run (a step too big for memory
-        is said when it fails, by `run`); `GenomeTrainer`'s step is core's own."""
+        calls it before it writes anything. The step's group and data, made for that, are the step's
+        own: `train_step` takes them as prefetched and runs the executable compiled here."""
+        if self._group_done():
+            self._start_group(self.step)
+        ready = concurrent.futures.Future()
+        ready.set_result(self._prepare(self.step, self.group_start, self.group))
+        self._pending = (self.step, self.group_start, ready)
+        self._estimate.compiled(**self._estimate_arguments(ready.result()[1]))
 
     def train_step(self) -> dict[str, float]:
         if self._group_done():
             self._start_group(self.step)
         prefetched = self._take_prefetched(self.step, self.group_start)
         data = prefetched[1] if prefetched else self._build_data(self.group, self.step)
-        grad, next_state, metrics = self.components.estimator.estimate(
-            self.theta, self.estimator_state, data, self._key(KeyPurpose.UNROLL, self.step))
+        # compiled and checked against free memory on a signature's first step (later K or shapes too)
+        grad, next_state, metrics = self._estimate(**self._estimate_arguments(data))
         self.theta, self.opt_state, ok, grad_norm = self.update(
             self.theta, self.opt_state, grad, metrics["meta_loss"])
         family = self.components.family
@@ -348,8 +366,8 @@ class MetaTrainer:
         SIGTERM or Ctrl-C stops it after the current θ-step, saved (`summary["stopped"]` names the
         signal); a second Ctrl-C quits at once. The session's first θ-step always runs: it includes the
         compile, which a limit or a signal cannot cut short, and the run must move on however short its
-        sessions. Before anything is written, `compile_next_step` compiles that step where it can and
-        refuses it (`TrainingError`) when it cannot fit in memory."""
+        sessions. Before anything is written, `compile_next_step` compiles that step and refuses it
+        (`TrainingError`) when it cannot fit in memory."""
         config = self.config
         primary = distributed.is_primary()
         writer = None

@@ -20,6 +20,7 @@ import shutil
 
 from metaplastic.core.errors import UserError
 from metaplastic.core.ops.files import write_atomic
+from metaplastic.core.renamed_fields import current_config
 
 # fields that may differ between the start and a resume of one run: they change when or how it
 # is run, not what it computes
@@ -86,7 +87,8 @@ def check_config(workdir: pathlib.Path, config: dict, allow_change: bool) -> lis
         stored = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise WorkdirError(f"workdir '{workdir}': config.json is unreadable ({error})") from None
-    changes = config_changes(stored, config)
+    # a run started before a field was renamed is the same run
+    changes = config_changes(current_config(stored, where=f"{path}: "), config)
     if changes and not allow_change:
         raise WorkdirError(f"workdir '{workdir}' holds a run with another config ({shown_changes(changes)}); "
                            "use another --workdir, or --config.allow_config_change=True to continue this run "

@@ -9,36 +9,44 @@ from typing import Any
 import ml_collections
 
 from metaplastic.core import config as config_lib
+from metaplastic.core.documented import documented
 from metaplastic.core.evaluation.readouts import READOUTS
+from metaplastic.core.renamed_fields import current_config, current_overrides
 
-STUDY_DEFAULTS = dict(
-    name="study",
-    description="",
-    seed=0,
-    seeds=10,                 # repetitions: permutation, data order, initialisation, label draw
-    rule="simple_local",      # the learned rule when no checkpoint is given (untrained θ)
-    rule_checkpoint="",       # a `metaplastic train` workdir; its latest θ is "the learned rule"
-    primary_method="learned",  # compared with every other method in the report
-    base_model="mlp_bn",
-    architectures=((2, 64),),  # (hidden layers below the representation layer, their width)
-    top_width=32,             # representation size
-    batch_size=64,            # unlabelled examples per unsupervised step
-    steps=(1000,),            # unsupervised steps (snapshots of one run per seed)
-    shots=(10,),              # labelled examples per class
-    readouts=("ridge", "logistic"),
-    ridge_lambda=0.1,         # as the meta-objective
-    logistic_c=1.0,
-    feature_batch=4096,       # examples per feature pass (batch statistics)
-    checkpoint_sweep=False,   # also evaluate the primary rule at every saved meta-training step
-    num_filters=32,           # first-layer units kept for the filter pictures (seed 0)
-    filters_dataset="",       # dataset whose filters are drawn ("" = the first image dataset)
-    main_shots=10,            # shots shown in the pictures over datasets / steps / architectures
-    # a shard of the study: only these seed indices / dataset labels / method labels (empty = all); shards
-    # share the workdir's cell cache, and a run without them then writes the report from the cache
-    only_seeds=(),
-    only_datasets=(),
-    only_methods=(),
-)
+
+@dataclasses.dataclass(frozen=True)
+class StudyFields:
+    """A study's top-level fields, their defaults and docs (`metaplastic config` prints them)."""
+
+    name: str = documented("study", "the study's name, in its report's title")
+    description: str = documented("", "one sentence under the report's title")
+    seed: int = documented(0, "every random draw of the study derives from it and the seed index")
+    seeds: int = documented(10, "repetitions: permutation, data order, initialisation, label draw")
+    rule: str = documented("simple_local", "the learned rule when no checkpoint is given (untrained θ)")
+    rule_checkpoint: str = documented("", 'a `metaplastic train` workdir; its latest θ is "the learned rule"')
+    primary_method: str = documented("learned", "compared with every other method in the report")
+    base_model: str = documented("mlp_bn", "a registered base_model (`metaplastic plugins` lists them)")
+    architectures: tuple = documented(((2, 64),), "(hidden layers below the representation layer, their width)")
+    top_width: int = documented(32, "representation size")
+    batch_size: int = documented(64, "unlabelled examples per unsupervised step")
+    steps: tuple = documented((1000,), "unsupervised steps (snapshots of one run per seed)")
+    shots: tuple = documented((10,), "labelled examples per class")
+    readouts: tuple = documented(("ridge", "logistic"), "readouts fit on the labelled features: ridge | logistic")
+    ridge_lambda: float = documented(0.1, "as the meta-objective")
+    logistic_c: float = documented(1.0, "inverse regularisation strength of the logistic readout")
+    feature_batch: int = documented(4096, "examples per feature pass (batch statistics)")
+    checkpoint_sweep: bool = documented(False, "also evaluate the primary rule at every saved meta-training step")
+    num_filters: int = documented(32, "first-layer units kept for the filter pictures (seed 0)")
+    filters_dataset: str = documented("", 'dataset whose filters are drawn ("" = the first image dataset)')
+    main_shots: int = documented(10, "shots shown in the pictures over datasets / steps / architectures")
+    # a shard of the study; shards share the workdir's cell cache, and a run without them then writes
+    # the report from the cache
+    only_seeds: tuple = documented((), "a shard: only these seed indices (empty = all)")
+    only_datasets: tuple = documented((), "a shard: only these dataset labels (empty = all)")
+    only_methods: tuple = documented((), "a shard: only these method labels (empty = all)")
+
+
+STUDY_DEFAULTS = {field.name: field.default for field in dataclasses.fields(StudyFields)}
 STUDY_SECTIONS = ("methods", "datasets", "base_model_config")
 # optional: {source: {field: value}} of data sources that need settings (`core.config.fill_data_sources`)
 OPTIONAL_SECTIONS = (config_lib.DATA_SOURCES,)
@@ -48,16 +56,16 @@ OPTIONAL_SECTIONS = (config_lib.DATA_SOURCES,)
 class DatasetSpec:
     """One evaluation dataset: which data, which classes, what size."""
 
-    dataset: str
-    alternatives: tuple[str, ...] = ()  # tried in order when `dataset` is unavailable
-    classes: tuple[int, ...] = ()       # () = all; labels become 0..C-1 in this order
-    image_size: int = 0                 # 0 = native
-    train_split: str = "train"          # unlabelled data and the labelled examples
-    test_split: str = "test"            # scoring only
-    max_test: int = 2000                # test examples per seed (a random subset); 0 = all
-    max_unlabeled: int = 0              # 0 = the whole train split
-    permute_inputs: bool = True
-    required: bool = False              # a required dataset that is missing is an error
+    dataset: str = documented(doc="a dataset name (`metaplastic plugins` lists the sources)")
+    alternatives: tuple[str, ...] = documented((), "tried in order when `dataset` is unavailable")
+    classes: tuple[int, ...] = documented((), "() = all; labels become 0..C-1 in this order")
+    image_size: int = documented(0, "0 = native")
+    train_split: str = documented("train", "unlabelled data and the labelled examples")
+    test_split: str = documented("test", "scoring only")
+    max_test: int = documented(2000, "test examples per seed (a random subset); 0 = all")
+    max_unlabelled: int = documented(0, "0 = the whole train split")
+    permute_inputs: bool = documented(True, "each seed permutes the input features with its own fixed permutation")
+    required: bool = documented(False, "a required dataset that is missing is an error")
 
 
 def _dataset_defaults() -> dict[str, Any]:
@@ -75,7 +83,7 @@ def resolve_study(config: ml_collections.ConfigDict,
     """Fill defaults (study fields, method and dataset fields), validate, lock, apply overrides."""
     from metaplastic.registries import ComponentError, get_registry
 
-    config = ml_collections.ConfigDict(config.to_dict())
+    config = ml_collections.ConfigDict(current_config(config.to_dict(), warn=True))
     config.unlock()
     for key in config.keys():
         if key not in STUDY_DEFAULTS and key not in STUDY_SECTIONS + OPTIONAL_SECTIONS:
@@ -95,7 +103,7 @@ def resolve_study(config: ml_collections.ConfigDict,
             config.base_model = text
         else:
             remaining.append((field, text))
-    overrides = remaining
+    overrides = current_overrides(config, remaining)
     try:
         defaults = config_lib.component_defaults("base_model", config.base_model)
     except ComponentError as error:

@@ -70,8 +70,8 @@ def prepare_dataset(label: str, spec: DatasetSpec) -> PreparedData:
         x_train, y_train = _select_classes(x_train, train.y, spec.classes, f"datasets.{label} ({name})")
         x_test, y_test = _select_classes(x_test, test.y, spec.classes, f"datasets.{label} ({name})")
         num_classes = len(spec.classes) or train.num_classes
-        if spec.max_unlabeled:
-            keep = np.random.default_rng(0).permutation(len(x_train))[: spec.max_unlabeled]
+        if spec.max_unlabelled:
+            keep = np.random.default_rng(0).permutation(len(x_train))[: spec.max_unlabelled]
             x_train, y_train = x_train[np.sort(keep)], y_train[np.sort(keep)]
         return PreparedData(label, name, x_train, y_train, x_test, y_test, num_classes, shape)
     raise DatasetUnavailable(f"datasets.{label}: " + " | ".join(reasons))

@@ -32,7 +32,7 @@ def release(config):
     config.rule_checkpoint = RECOMMENDED_RULE
     config.methods = ml_collections.ConfigDict({k: METHODS[k] for k in ("learned", "hebbian", "random_init")})
     config.datasets = ml_collections.ConfigDict(dict(
-        mnist_14=dict(dataset="mnist", alternatives=("mnist_5k",), image_size=14, max_unlabeled=10000,
+        mnist_14=dict(dataset="mnist", alternatives=("mnist_5k",), image_size=14, max_unlabelled=10000,
                       max_test=1000, required=True)))
     config.architectures = tuple((d, 64) for d in DEPTHS) + tuple((2, w) for w in WIDTHS)  # (2, 64): the width
     config.seeds = 5                                                                  # it was trained at

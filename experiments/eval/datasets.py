@@ -64,12 +64,12 @@ def get_config(arg=None):
     config.methods = ml_collections.ConfigDict(METHODS)
     config.datasets = ml_collections.ConfigDict(dict(
         digits_5_9=dict(dataset="digits", classes=(5, 6, 7, 8, 9), required=True),
-        mnist_14=dict(dataset="mnist", alternatives=("mnist_5k",), image_size=14, max_unlabeled=10000,
+        mnist_14=dict(dataset="mnist", alternatives=("mnist_5k",), image_size=14, max_unlabelled=10000,
                       max_test=1000),
-        mnist_28=dict(dataset="mnist", alternatives=("mnist_5k",), image_size=28, max_unlabeled=10000,
+        mnist_28=dict(dataset="mnist", alternatives=("mnist_5k",), image_size=28, max_unlabelled=10000,
                       max_test=1000),
-        fashion_14=dict(dataset="fashion_mnist", image_size=14, max_unlabeled=10000, max_test=1000),
-        fashion_28=dict(dataset="fashion_mnist", image_size=28, max_unlabeled=10000, max_test=1000),
+        fashion_14=dict(dataset="fashion_mnist", image_size=14, max_unlabelled=10000, max_test=1000),
+        fashion_28=dict(dataset="fashion_mnist", image_size=28, max_unlabelled=10000, max_test=1000),
         digits_0_4_train=dict(dataset="digits", classes=(0, 1, 2, 3, 4), required=True),
     ))
     config.architectures = ((2, 64),)

@@ -41,7 +41,7 @@ def get_config(arg=None):
     config.checkpoint_sweep = True
     config.methods = ml_collections.ConfigDict({k: v for k, v in METHODS.items() if k != "raw_input"})
     config.datasets = ml_collections.ConfigDict(dict(
-        mnist_28=dict(dataset="mnist", alternatives=("mnist_5k", "fashion_mnist"), max_unlabeled=10000,
+        mnist_28=dict(dataset="mnist", alternatives=("mnist_5k", "fashion_mnist"), max_unlabelled=10000,
                       max_test=1000),
         digits_5_9=dict(dataset="digits", classes=(5, 6, 7, 8, 9), required=True),
     ))

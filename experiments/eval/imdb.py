@@ -27,7 +27,7 @@ def get_config(arg=None):
         "imdb", "Few-shot sentiment accuracy on IMDB bag-of-words features (a domain never meta-trained on).")
     config.methods = ml_collections.ConfigDict(METHODS)
     config.datasets = ml_collections.ConfigDict(dict(
-        imdb=dict(dataset="imdb_bow", alternatives=("imdb",), max_unlabeled=10000, max_test=1000,
+        imdb=dict(dataset="imdb_bow", alternatives=("imdb",), max_unlabelled=10000, max_test=1000,
                   permute_inputs=False, required=True),
     ))
     config.architectures = ((2, 64),)

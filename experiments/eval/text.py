@@ -24,7 +24,7 @@ def quick(config):
     """Shrunk for tests: 2 seeds, tiny networks, 200 unlabelled and 100 test packages."""
     shrink(config, steps=(1, 4), shots=(2,))
     for label in config.datasets:
-        config.datasets[label].max_unlabeled = 200
+        config.datasets[label].max_unlabelled = 200
         config.datasets[label].max_test = 100
 
 
@@ -39,9 +39,9 @@ def get_config(arg=None):
                 "(real text, offline; a domain never meta-trained on).")
     config.methods = ml_collections.ConfigDict(METHODS)
     config.datasets = ml_collections.ConfigDict(dict(
-        pair=dict(dataset="apt_pair_bow", max_unlabeled=10000, max_test=1000, permute_inputs=False,
+        pair=dict(dataset="apt_pair_bow", max_unlabelled=10000, max_test=1000, permute_inputs=False,
                   required=True),
-        sections=dict(dataset="apt_sections_bow", max_unlabeled=10000, max_test=1000, permute_inputs=False,
+        sections=dict(dataset="apt_sections_bow", max_unlabelled=10000, max_test=1000, permute_inputs=False,
                       required=True),
     ))
     config.architectures = ((2, 64),)

@@ -27,7 +27,7 @@ def get_config(arg=None):
     config.methods = ml_collections.ConfigDict(METHODS)
     config.datasets = ml_collections.ConfigDict(dict(
         digits_5_9=dict(dataset="digits", classes=(5, 6, 7, 8, 9), required=True),
-        fashion_14=dict(dataset="fashion_mnist", image_size=14, max_unlabeled=10000, max_test=1000),
+        fashion_14=dict(dataset="fashion_mnist", image_size=14, max_unlabelled=10000, max_test=1000),
     ))
     config.architectures = ((2, 64),)
     config.top_width = 32

@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from metaplastic.core.documented import documented
 from metaplastic.core.interfaces import Architecture, BaseModel, LayerActivation
 from metaplastic.registries import hookimpl
 
@@ -76,9 +77,10 @@ class _MLP(nn.Module):
 
 @dataclasses.dataclass(frozen=True)
 class MLPBatchNorm(BaseModel):
-    activation: str = "relu"
-    weight_std: float = 0.01
-    bias_std: float = 0.1
+    activation: str = documented(
+        "relu", "nonlinearity after batch normalisation: relu | leaky_relu | swish | tanh | step")
+    weight_std: float = documented(0.01, "initial weights: truncated normal with this standard deviation")
+    bias_std: float = documented(0.1, "initial offsets: truncated normal with this standard deviation")
 
     def __post_init__(self):
         if self.activation not in ACTIVATIONS:

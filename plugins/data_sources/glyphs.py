@@ -31,6 +31,7 @@ import string
 import numpy as np
 
 from metaplastic.core.data import cache_key, cached_arrays, to_unit_float
+from metaplastic.core.documented import documented
 from metaplastic.core.interfaces import Dataset, DatasetUnavailable, DataSource
 from metaplastic.core.ops.images import affine_warp
 from metaplastic.registries import hookimpl
@@ -155,7 +156,10 @@ class GlyphSource(DataSource):
     """Characters rendered from fonts. `fonts`: "bundled" (matplotlib's fonts only: the same data on every
     machine), "all" (also the system's fonts), or "" (METAPLASTIC_GLYPH_FONTS, else "all")."""
 
-    fonts: str = ""
+    fonts: str = documented(
+        "",
+        "bundled (matplotlib's fonts only: the same data everywhere) | all (also the system's) | empty: "
+        "METAPLASTIC_GLYPH_FONTS, else all")
 
     def __post_init__(self):
         if self.fonts not in ("", *FONT_MODES):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from metaplastic.core.documented import documented
 from metaplastic.core.interfaces import Dataset, DatasetUnavailable, DataSource
 from metaplastic.core.text import bag_of_words
 from metaplastic.registries import hookimpl
@@ -26,8 +27,8 @@ class ImdbBowSource(DataSource):
     `apt_sections_bow` (10 classes), `apt_pair_bow` (2 classes): word counts of APT package
     descriptions, encoded the same way."""
 
-    text_dataset: str = "imdb_reviews"
-    vocab_size: int = 1000
+    text_dataset: str = documented("imdb_reviews", "the text dataset whose reviews the imdb_bow datasets encode")
+    vocab_size: int = documented(1000, "the most frequent words of its train split kept as features")
 
     def names(self) -> tuple[str, ...]:
         return (*SOURCE_DATASETS, *OTHER_TEXT)

@@ -29,6 +29,7 @@ import os
 import numpy as np
 
 from metaplastic.core.data import cache_key, cached_arrays, file_stamp, to_unit_float
+from metaplastic.core.documented import documented
 from metaplastic.core.interfaces import Dataset, DatasetUnavailable, DataSource
 from metaplastic.registries import hookimpl
 
@@ -89,7 +90,7 @@ def _build_command(name: str, data_dir: str | None) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class TfdsSource(DataSource):
-    data_dir: str = ""  # "" = $METAPLASTIC_TFDS_DATA_DIR, $TFDS_DATA_DIR, or ~/tensorflow_datasets
+    data_dir: str = documented("", '"" = $METAPLASTIC_TFDS_DATA_DIR, $TFDS_DATA_DIR, or ~/tensorflow_datasets')
 
     def names(self) -> tuple[str, ...]:
         return (*ALIASES, *_builder_names())

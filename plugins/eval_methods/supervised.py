@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from metaplastic.core.documented import documented
 from metaplastic.core.evaluation import BaseModelFeatures
 from metaplastic.core.interfaces import EvalMethod
 from metaplastic.registries import hookimpl
@@ -39,8 +40,8 @@ def _train(model, optimizer, learning_rate, params, opt_state, x, y, start, stop
 @dataclasses.dataclass(frozen=True)
 class Supervised(EvalMethod):
     uses_labels = True
-    learning_rate: float = 1e-3
-    optimizer: str = "adam"
+    learning_rate: float = documented(1e-3, "step size of the optimiser")
+    optimizer: str = documented("adam", "adam | sgd")
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:

@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import hashlib
 import pathlib
 from typing import Any
 
 import jax
-import numpy as np
 
 from metaplastic.core import config as config_lib
+from metaplastic.core.documented import documented
 from metaplastic.core.evaluation import rule_snapshots
 from metaplastic.core.interfaces import EvalMethod, EvaluationError
 from metaplastic.core.checkpoint import checkpoint_steps, load_rule_from_workdir, workdir_config
+from metaplastic.core.digest import pytree_digest
+from metaplastic.core.renamed_fields import current_fields
 from metaplastic.core.rules import PRETRAINED_PREFIX, load_rule
 from metaplastic.registries import get_registry, hookimpl
 
@@ -41,10 +42,9 @@ def _options(options: tuple[str, ...], where: str) -> dict[str, Any]:
 
 
 def theta_digest(theta) -> str:
-    digest = hashlib.sha256()
-    for leaf in jax.tree.leaves(theta):
-        digest.update(np.asarray(leaf).tobytes())
-    return digest.hexdigest()[:16]
+    """θ's `pytree_digest`, shortened: part of a cell's settings, so a cell is recomputed when θ changes
+    (and a rule folder's cells show the start of its rule.json `theta_sha256`)."""
+    return pytree_digest(jax.device_get(theta))[:16]
 
 
 def _config_fields(rule) -> dict[str, Any]:
@@ -56,11 +56,11 @@ def _config_fields(rule) -> dict[str, Any]:
 
 @dataclasses.dataclass(frozen=True)
 class UpdateRuleMethod(EvalMethod):
-    rule: str = ""               # a registered update rule; "" = the study's rule / rule_checkpoint
-    checkpoint: str = ""         # a `metaplastic train` workdir
-    checkpoint_step: int = -1    # -1 = latest saved; 0 = the trainer's initial θ
-    theta_seed: int = 0          # without a checkpoint: θ = init_theta(PRNGKey(theta_seed))
-    rule_options: tuple[str, ...] = ()  # 'field=value' settings of a rule built without a checkpoint
+    rule: str = documented("", "a registered update rule; \"\" = the study's rule / rule_checkpoint")
+    checkpoint: str = documented("", "a `metaplastic train` workdir")
+    checkpoint_step: int = documented(-1, "-1 = latest saved; 0 = the trainer's initial θ")
+    theta_seed: int = documented(0, "without a checkpoint: θ = init_theta(PRNGKey(theta_seed))")
+    rule_options: tuple[str, ...] = documented((), "'field=value' settings of a rule built without a checkpoint")
 
     def resolve(self, study) -> "LoadedRule":
         rule, checkpoint = self.rule, self.checkpoint
@@ -72,7 +72,9 @@ class UpdateRuleMethod(EvalMethod):
             return self._from_checkpoint(rule, checkpoint, base_model, study)
         factory = get_registry().get("update_rule", rule)
         try:
-            built = factory(base_model=base_model, **_options(self.rule_options, f"rule '{rule}'"))
+            options = current_fields("update_rule_config", rule, _options(self.rule_options, f"rule '{rule}'"),
+                                     where="rule_options: ", warn=True)
+            built = factory(base_model=base_model, **options)
         except (TypeError, ValueError) as error:
             raise EvaluationError(f"update rule '{rule}': {error}") from None
         theta = built.init_theta(jax.random.PRNGKey(self.theta_seed))

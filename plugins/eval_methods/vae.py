@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from metaplastic.core.documented import documented
 from metaplastic.core.evaluation import unlabelled_batch
 from metaplastic.core.interfaces import EvalMethod, FeatureModel
 from metaplastic.registries import hookimpl
@@ -97,8 +98,9 @@ class _VAEFeatures(FeatureModel):
 
 @dataclasses.dataclass(frozen=True)
 class VAE(EvalMethod):
-    learning_rate: float = 1e-3
-    likelihood: str = "auto"
+    learning_rate: float = documented(1e-3, "Adam's step size")
+    likelihood: str = documented(
+        "auto", "auto (bernoulli for inputs in [0, 1], else gaussian) | bernoulli | gaussian")
 
     def __post_init__(self):
         if self.likelihood not in LIKELIHOODS:

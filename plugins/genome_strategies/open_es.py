@@ -8,6 +8,7 @@ import functools
 
 import optax
 
+from metaplastic.core.documented import documented
 from metaplastic.core.evolution import EvosaxStrategy
 from metaplastic.registries import hookimpl
 
@@ -15,9 +16,9 @@ from metaplastic.registries import hookimpl
 @dataclasses.dataclass(frozen=True)
 class OpenES(EvosaxStrategy):
     ALGORITHM = "Open_ES"
-    population_size: int = 16   # even: antithetic pairs
-    std_init: float = 0.1       # perturbation scale σ
-    learning_rate: float = 0.05  # Adam's step on the mean
+    population_size: int = documented(16, "even: antithetic pairs")
+    std_init: float = documented(0.1, "perturbation scale σ")
+    learning_rate: float = documented(0.05, "Adam's step on the mean")
 
     def __post_init__(self):
         super().__post_init__()

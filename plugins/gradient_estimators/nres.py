@@ -67,6 +67,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from metaplastic.core.documented import documented
 from metaplastic.core.estimation import (advance, es_combine, fresh_state, pair_loss_gap, per_pair,
                                          sample_perturbations, select_pairs, split_keys, unroll_carried_pairs,
                                          validate_es_fields)
@@ -101,10 +102,10 @@ def _nres_step(estimator: "NRES", theta, inner, pairs: NRESPairs, data, key):
 
 @dataclasses.dataclass(frozen=True)
 class NRES(GradientEstimator):
-    unroll: TruncatedUnroll
-    std: float = 0.01           # perturbation standard deviation σ
-    num_pairs: int = 4          # antithetic pairs per task, each with one ε and two inner states per horizon
-    max_loss_diff: float = 1.0  # |L⁺ − L⁻| is clipped to this
+    unroll: TruncatedUnroll = documented(doc="supplied by the engine (the truncated unroll of config.schedule)")
+    std: float = documented(0.01, "perturbation standard deviation σ")
+    num_pairs: int = documented(4, "antithetic pairs per task, each with one ε and two inner states per horizon")
+    max_loss_diff: float = documented(1.0, "|L⁺ − L⁻| is clipped to this")
 
     def __post_init__(self):
         validate_es_fields(self.std, self.num_pairs, self.max_loss_diff)

@@ -31,6 +31,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from metaplastic.core.documented import documented
 from metaplastic.core.estimation import (advance, es_combine, fresh_state, pair_loss_gap, per_pair,
                                          sample_perturbations, select_pairs, split_keys, unroll_carried_pairs,
                                          validate_es_fields)
@@ -68,10 +69,10 @@ def _pes_step(estimator: "PES", theta, inner, pairs: PESPairs, data, key):
 
 @dataclasses.dataclass(frozen=True)
 class PES(GradientEstimator):
-    unroll: TruncatedUnroll
-    std: float = 0.01           # perturbation standard deviation σ
-    num_pairs: int = 4          # antithetic pairs per task, each with its own two inner states
-    max_loss_diff: float = 1.0  # |L⁺ − L⁻| is clipped to this
+    unroll: TruncatedUnroll = documented(doc="supplied by the engine (the truncated unroll of config.schedule)")
+    std: float = documented(0.01, "perturbation standard deviation σ")
+    num_pairs: int = documented(4, "antithetic pairs per task, each with its own two inner states")
+    max_loss_diff: float = documented(1.0, "|L⁺ − L⁻| is clipped to this")
 
     def __post_init__(self):
         validate_es_fields(self.std, self.num_pairs, self.max_loss_diff)

@@ -12,6 +12,7 @@ import functools
 
 import jax
 
+from metaplastic.core.documented import documented
 from metaplastic.core.estimation import advance, fresh_state
 from metaplastic.core.interfaces import GradientEstimator
 from metaplastic.core.unroll import TruncatedUnroll
@@ -27,7 +28,7 @@ def _loss_and_grad(unroll: TruncatedUnroll, theta, states, data, key):
 
 @dataclasses.dataclass(frozen=True)
 class TruncatedBackprop(GradientEstimator):
-    unroll: TruncatedUnroll
+    unroll: TruncatedUnroll = documented(doc="supplied by the engine (the truncated unroll of config.schedule)")
 
     def init_state(self, theta, key, arch, num_tasks, horizon):
         del theta

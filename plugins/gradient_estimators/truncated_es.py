@@ -32,6 +32,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from metaplastic.core.documented import documented
 from metaplastic.core.estimation import (advance, es_combine, fresh_state, population, sample_perturbations,
                                          split_keys, split_population, unroll_population, validate_es_fields)
 from metaplastic.core.interfaces import GradientEstimator
@@ -57,10 +58,10 @@ def _truncated_es_step(estimator: "TruncatedES", theta, inner, data, key):
 
 @dataclasses.dataclass(frozen=True)
 class TruncatedES(GradientEstimator):
-    unroll: TruncatedUnroll
-    std: float = 0.01           # perturbation standard deviation σ
-    num_pairs: int = 4          # antithetic pairs per task
-    max_loss_diff: float = 1.0  # |L⁺ − L⁻| is clipped to this
+    unroll: TruncatedUnroll = documented(doc="supplied by the engine (the truncated unroll of config.schedule)")
+    std: float = documented(0.01, "perturbation standard deviation σ")
+    num_pairs: int = documented(4, "antithetic pairs per task")
+    max_loss_diff: float = documented(1.0, "|L⁺ − L⁻| is clipped to this")
 
     def __post_init__(self):
         validate_es_fields(self.std, self.num_pairs, self.max_loss_diff)

@@ -19,6 +19,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from metaplastic.core.documented import documented
 from metaplastic.core.interfaces import LabeledBatch, MetaObjective
 from metaplastic.core.ops.ridge import ridge_fit, ridge_predict
 from metaplastic.registries import hookimpl
@@ -46,10 +47,11 @@ class RidgeCosDist(MetaObjective):
     one-hot labels [n, C] (plus any regression targets). Differentiable through features_fn.
     """
 
-    ridge_lambda: float = 0.1
-    center_y: bool = True
-    normalize_predictions: bool = True
-    target_centring: str = "columns"  # columns (A's per-column statistics) | global (the reference)
+    ridge_lambda: float = documented(0.1, "ridge penalty λ of the readout fit (and of the loss)")
+    center_y: bool = documented(True, "centre and scale the targets by batch A's statistics before the fit")
+    normalise_predictions: bool = documented(
+        True, "scale each prediction on batch B to unit norm (the cosine distance)")
+    target_centring: str = documented("columns", "columns (A's per-column statistics) | global (the reference)")
 
     def __post_init__(self):
         if self.target_centring not in CENTRINGS:
@@ -74,7 +76,7 @@ class RidgeCosDist(MetaObjective):
             y_a, y_b = (y_a - mean) / scale, (y_b - mean) / scale
         weights = ridge_fit(u_a, y_a, self.ridge_lambda)
         predictions = ridge_predict(weights, u_b)
-        if self.normalize_predictions:
+        if self.normalise_predictions:
             predictions = predictions * jax.lax.rsqrt(jnp.sum(jnp.square(predictions), axis=1, keepdims=True) + 1e-12)
         n_b = batch_b.x.shape[0]
         return (jnp.sum(jnp.square(predictions - y_b)) + self.ridge_lambda * jnp.sum(jnp.square(weights[:-1]))) / n_b

@@ -24,6 +24,7 @@ import functools
 import numpy as np
 
 from metaplastic.core.data import dataset_cache, load_dataset, to_unit_float
+from metaplastic.core.documented import documented
 from metaplastic.core.interfaces import Task, TaskFamily
 from metaplastic.core.classification import ClassTasks
 from metaplastic.core.ops.images import affine_warp, resize_images
@@ -67,21 +68,23 @@ def native_channels(dataset: str, split: str) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class ImageClasses(ClassTasks, TaskFamily):
-    datasets: tuple[str, ...] = ("digits",)
-    split: str = "train"
-    classes: tuple[int, ...] = ()   # allowed classes; () = all (e.g. held-out ImageNet classes)
-    classes_per_task: int = 0       # 0 = every allowed class
-    image_size: int = 0             # 0 = native size
-    grayscale: bool = True          # False: keep colour; 1-channel datasets repeated to match
-    permute_inputs: bool = True
-    examples_per_class: int = 10    # per class, in each of the meta batches A and B
-    max_classes: int = 10           # one-hot width; tasks with fewer classes are zero-padded
-    weights: tuple[float, ...] = ()  # dataset sampling weights; () = uniform
-    max_shift: float = 0.0          # augmentation: shift up to this fraction of the image side
-    max_rotation: float = 0.0       # augmentation: rotate up to this many degrees
-    max_noise: float = 0.0          # augmentation: Gaussian noise, std ~ U(0, max_noise)
-    augment_targets: bool = True    # append augmentation coefficients to the targets
-    regression_weight: float = 1.0  # scale of those targets against the one-hot labels (0 = labels only)
+    datasets: tuple[str, ...] = documented(
+        ("digits",), "image datasets tasks are drawn from (`metaplastic plugins` lists the sources)")
+    split: str = documented("train", "the datasets' split tasks are drawn from")
+    classes: tuple[int, ...] = documented((), "allowed classes; () = all (e.g. held-out ImageNet classes)")
+    classes_per_task: int = documented(0, "0 = every allowed class")
+    image_size: int = documented(0, "0 = native size")
+    grayscale: bool = documented(True, "False: keep colour; 1-channel datasets repeated to match")
+    permute_inputs: bool = documented(True, "each task permutes the input pixels with its own fixed permutation")
+    examples_per_class: int = documented(10, "per class, in each of the meta batches A and B")
+    max_classes: int = documented(10, "one-hot width; tasks with fewer classes are zero-padded")
+    weights: tuple[float, ...] = documented((), "dataset sampling weights; () = uniform")
+    max_shift: float = documented(0.0, "augmentation: shift up to this fraction of the image side")
+    max_rotation: float = documented(0.0, "augmentation: rotate up to this many degrees")
+    max_noise: float = documented(0.0, "augmentation: Gaussian noise, std ~ U(0, max_noise)")
+    augment_targets: bool = documented(True, "append augmentation coefficients to the targets")
+    regression_weight: float = documented(
+        1.0, "scale of those targets against the one-hot labels (0 = labels only)")
 
     family_name = "image_classes"
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 
 from metaplastic.core.classification import ClassTasks
+from metaplastic.core.documented import documented
 from metaplastic.core.interfaces import TaskFamily
 from metaplastic.core.text import MODES, DenseRows, bag_of_words, vocabulary
 from metaplastic.registries import hookimpl
@@ -22,17 +23,17 @@ from metaplastic.registries import hookimpl
 
 @dataclasses.dataclass(frozen=True)
 class ImdbBow(ClassTasks, TaskFamily):
-    dataset: str = "imdb_reviews"
-    split: str = "train"
-    vocab_split: str = "train"      # the vocabulary comes from this split
-    vocab_size: int = 1000
-    mode: str = "counts"            # counts | binary | log_counts
-    stop_words: str = ""            # "" keeps every word; "english" drops scikit-learn's list
-    classes: tuple[int, ...] = ()
-    classes_per_task: int = 0
-    permute_inputs: bool = True
-    examples_per_class: int = 10
-    max_classes: int = 2
+    dataset: str = documented("imdb_reviews", "text dataset the reviews come from (as strings)")
+    split: str = documented("train", "the dataset's split tasks are drawn from")
+    vocab_split: str = documented("train", "the vocabulary comes from this split")
+    vocab_size: int = documented(1000, "the most frequent words kept as features")
+    mode: str = documented("counts", "counts | binary | log_counts")
+    stop_words: str = documented("", "\"\" keeps every word; \"english\" drops scikit-learn's list")
+    classes: tuple[int, ...] = documented((), "allowed classes; () = all")
+    classes_per_task: int = documented(0, "0 = every allowed class")
+    permute_inputs: bool = documented(True, "each task permutes the word columns with its own fixed permutation")
+    examples_per_class: int = documented(10, "per class, in each of the meta batches A and B")
+    max_classes: int = documented(2, "one-hot width; tasks with fewer classes are zero-padded")
 
     family_name = "imdb_bow"
 

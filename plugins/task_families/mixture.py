@@ -29,6 +29,7 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
+from metaplastic.core.documented import documented
 from metaplastic.core.interfaces import (Architecture, DatasetUnavailable, Task, TaskFamily, TruncationData,
                                          numpy_rng)
 from metaplastic.registries import get_registry, hookimpl
@@ -51,8 +52,8 @@ def _as_kwargs(config: Any) -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class Mixture(TaskFamily):
-    members: tuple = ()             # ((family_name, config, weight), ...)
-    skip_unavailable: bool = False  # drop members whose data is not here (one line on stderr)
+    members: tuple = documented((), "((family_name, config, weight), ...)")
+    skip_unavailable: bool = documented(False, "drop members whose data is not here (one line on stderr)")
 
     def __post_init__(self):
         normalised = []

@@ -31,6 +31,7 @@ import dataclasses
 
 import jax.numpy as jnp
 
+from metaplastic.core.documented import documented
 from metaplastic.core.interfaces import Architecture, BaseModel, InnerState, UpdateRule
 from metaplastic.core.ops.plasticity import competitive_update, sanger_update, unit_columns
 from metaplastic.registries import hookimpl
@@ -40,10 +41,12 @@ MODES = ("competitive", "sanger")
 
 @dataclasses.dataclass(frozen=True)
 class HebbianRule(UpdateRule):
-    base_model: BaseModel  # supplied by the engine (config.base_model)
-    mode: str = "competitive"
-    learning_rate: float = 0.1
-    temperature: float = 0.3  # competitive mode: softmax temperature over the batch-normalised units
+    base_model: BaseModel = documented(doc="supplied by the engine (config.base_model)")
+    mode: str = documented(
+        "competitive",
+        "competitive (soft competitive Hebbian learning) | sanger (Sanger's rule; module docstring)")
+    learning_rate: float = documented(0.1, "η, the step toward each unit's Hebbian direction, in (0, 1)")
+    temperature: float = documented(0.3, "competitive mode: softmax temperature over the batch-normalised units")
 
     def __post_init__(self):
         if self.mode not in MODES:

@@ -91,6 +91,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metaplastic.core.documented import documented
 from metaplastic.core.interfaces import Architecture, BaseModel, InnerState, UpdateRule
 from metaplastic.core.ops import normalise
 from metaplastic.core.ops.plasticity import competitive_update, sanger_update, unit_columns
@@ -207,34 +208,40 @@ def readout_factors(p, h):
 
 @dataclasses.dataclass(frozen=True)
 class Metz2019Rule(UpdateRule):
-    base_model: BaseModel  # supplied by the engine (config.base_model)
-    inner_lr: float = 1e-4
-    batch_net: str = "conv"            # "conv" (reference) or "mlp" (paper's description)
-    batch_padding: str = "zeros"       # "zeros" (reference) or "circular" (batch_net="conv")
-    top_delta_size: int = 64
-    top_delta_layers: int = 2
-    compute_h_size: int = 64
-    compute_h_layers: int = 1
-    delta_dim: int = 32
-    num_grad_channels: int = 4
-    normalize_epsilon: float = 1.0
-    bn_epsilon: float = 1e-3
-    position_code: bool = True
-    unit_conv: bool = True             # lateral convolutions over neighbouring units
-    identical_updates: bool = True     # V gets W's change; else its own readouts and mix
-    remat: bool = False                # recompute each level's unit state in the backward pass
-    top_mixing: str = "mean"           # top-down lateral blocks: "mean" (width-agnostic) or "dense" (reference)
-    top_width: int = 32                # top layer width θ is built for (top_mixing="dense" only)
-    mix_init: float = 0.1              # initial value of every mix weight (reference: 0.1)
-    hand_written_gradients: bool = False  # normalisations' backward passes from core.ops.normalise: same
-                                          # maths, −22 % gradient memory and −8 % time without remat, +15 % time
-                                          # with remat (docs/performance.md); reverse mode only (no jax.jvp)
-    prior: str = "none"                # "hebbian": start at the hand-designed competitive rule (module docstring)
-    prior_learning_rate: float = 0.1   # prior="hebbian": the prior's step at θ₀ (hebbian's learning_rate)
-    prior_temperature: float = 0.3     # prior="hebbian": softmax temperature at θ₀ (hebbian's temperature)
-    max_step: float = 1.0              # prior="hebbian": cap on the scheduled step sizes
-    nets: bool = True                  # False: skip the per-unit networks (their terms count as zero; the
-                                       # genome stage, exact while the learned terms' mix weights are zero)
+    base_model: BaseModel = documented(doc="supplied by the engine (config.base_model)")
+    inner_lr: float = documented(1e-4, "every parameter moves as p ← p·(1 − inner_lr) − inner_lr·Δp")
+    batch_net: str = documented("conv", "\"conv\" (reference) or \"mlp\" (paper's description)")
+    batch_padding: str = documented("zeros", '"zeros" (reference) or "circular" (batch_net="conv")')
+    top_delta_size: int = documented(64, "channels of the top-down network")
+    top_delta_layers: int = documented(2, "batch-axis layers of the top-down network after its lateral blocks")
+    compute_h_size: int = documented(64, "channels of the per-unit hidden state h")
+    compute_h_layers: int = documented(1, "batch-axis layers (beyond the first) that compute h")
+    delta_dim: int = documented(32, "channels of the top-down signal d passed to each level")
+    num_grad_channels: int = documented(
+        4, "readout channels per side of a weight (pre- and post-synaptic factors)")
+    normalise_epsilon: float = documented(1.0, "epsilon of the RMS normalisations of the weight-change terms")
+    bn_epsilon: float = documented(1e-3, "epsilon of the batch normalisations inside the update networks")
+    position_code: bool = documented(True, "give each unit a sine/cosine code of its position in its layer")
+    unit_conv: bool = documented(True, "lateral convolutions over neighbouring units")
+    identical_updates: bool = documented(True, "V gets W's change; else its own readouts and mix")
+    remat: bool = documented(False, "recompute each level's unit state in the backward pass")
+    top_mixing: str = documented("mean", 'top-down lateral blocks: "mean" (width-agnostic) or "dense" (reference)')
+    top_width: int = documented(32, 'top layer width θ is built for (top_mixing="dense" only)')
+    mix_init: float = documented(0.1, "initial value of every mix weight (reference: 0.1)")
+    hand_written_gradients: bool = documented(
+        False,
+        "normalisations' backward passes from core.ops.normalise: same maths, −22 % gradient memory and −8 % "
+        "time without remat, +15 % time with remat (docs/performance.md); reverse mode only (no jax.jvp)")
+    prior: str = documented("none", '"hebbian": start at the hand-designed competitive rule (module docstring)')
+    prior_learning_rate: float = documented(
+        0.1, "prior=\"hebbian\": the prior's step at θ₀ (hebbian's learning_rate)")
+    prior_temperature: float = documented(
+        0.3, "prior=\"hebbian\": softmax temperature at θ₀ (hebbian's temperature)")
+    max_step: float = documented(1.0, 'prior="hebbian": cap on the scheduled step sizes')
+    nets: bool = documented(
+        True,
+        "False: skip the per-unit networks (their terms count as zero; the genome stage, exact while the learned "
+        "terms' mix weights are zero)")
 
     def __post_init__(self):
         if self.batch_net not in ("conv", "mlp"):
@@ -529,7 +536,7 @@ class Metz2019Rule(UpdateRule):
         loop, so only one term's n_lower × n_upper buffers are alive at a time (wide
         layers); otherwise they are summed directly, which differentiates ~2× faster.
         """
-        eps = self.normalize_epsilon
+        eps = self.normalise_epsilon
         mix = readout_theta["mix"]
         fns = self.term_functions(readout_theta["readouts"], upper_h, lower_h, upper_x, lower_x)
         w_base = self.normalised_weights(w)
@@ -633,7 +640,7 @@ class Metz2019Rule(UpdateRule):
     def _hand_changes(self, theta, layers, xs):
         """(ΔW, Δb, ΔV) per layer without the networks: only HAND_TERMS and the mix's and bias readout's
         offsets (what `changes` gives when the learned terms' mix weights are zero)."""
-        eps = self.normalize_epsilon
+        eps = self.normalise_epsilon
 
         def change_for(side, w, lower_x, upper_x):
             mix = theta[side]["mix"]

@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from metaplastic.core.documented import documented
 from metaplastic.core.interfaces import Architecture, BaseModel, InnerState, UpdateRule
 from metaplastic.registries import hookimpl
 
@@ -50,9 +51,9 @@ def unit_inputs(pre, post):
 
 @dataclasses.dataclass(frozen=True)
 class SimpleLocalRule(UpdateRule):
-    base_model: BaseModel  # supplied by the engine (config.base_model)
-    hidden: int = 16
-    max_inner_lr: float = 0.1
+    base_model: BaseModel = documented(doc="supplied by the engine (config.base_model)")
+    hidden: int = documented(16, "units of each hidden layer of the per-unit network shared by all units")
+    max_inner_lr: float = documented(0.1, "cap on the learned inner step size: lr = max_inner_lr·σ(θ_lr)")
 
     def __post_init__(self):
         if isinstance(self.hidden, bool) or not isinstance(self.hidden, int) or self.hidden < 1:

@@ -1,18 +1,15 @@
 """What the command line says about config files: `metaplastic config` (a resolved config as
 `config.field = value  # doc` lines, with every component's fields, their defaults where the value
-differs, and one-line docs read from the config files' and the components' own comments), the list of
+differs, and one-line docs read from the dataclass fields' metadata: `core.documented`), the list of
 config files in a folder that `--help` shows, and which kind of config a file holds."""
 
 from __future__ import annotations
 
 import ast
 import inspect
-import io
-import os
 import pathlib
 import shlex
 import textwrap
-import tokenize
 
 
 def is_study(config) -> bool:
@@ -89,114 +86,6 @@ def file_lines(about, chosen: str = "") -> list[str]:
     return lines + ["#"]
 
 
-def _comments(source: str) -> dict[int, tuple[str, bool]]:
-    """line number -> (comment text, whether the line holds nothing else)."""
-    out = {}
-    lines = source.splitlines()
-    try:
-        for token in tokenize.generate_tokens(io.StringIO(source).readline):
-            if token.type == tokenize.COMMENT:
-                row, col = token.start
-                out[row] = (token.string.lstrip("#").strip(), not lines[row - 1][:col].strip())
-    except (tokenize.TokenError, SyntaxError):
-        pass
-    return out
-
-
-def _trailing(comments, node) -> str | None:
-    for line in (node.lineno, getattr(node, "end_lineno", node.lineno)):
-        if line in comments and not comments[line][1]:
-            return comments[line][0]
-    return None
-
-
-def _above(comments, node) -> str | None:
-    block, line = [], node.lineno - 1
-    while line in comments and comments[line][1]:
-        block.insert(0, comments[line][0])
-        line -= 1
-    return " ".join(block) or None
-
-
-def _keyword_docs(node, comments, prefix: str, docs: dict, order: list) -> None:
-    """Docs of `name=value,  # doc` keywords of dict(...) calls under `node` (one keyword on its line)."""
-    keywords = [kw for call in ast.walk(node) if isinstance(call, ast.Call) for kw in call.keywords if kw.arg]
-    per_line = {}
-    for kw in keywords:
-        per_line[kw.lineno] = per_line.get(kw.lineno, 0) + 1
-    for kw in keywords:
-        order.append(prefix + kw.arg)
-        doc = comments.get(getattr(kw.value, "end_lineno", kw.lineno))
-        if per_line[kw.lineno] == 1 and doc and not doc[1]:
-            docs.setdefault(prefix + kw.arg, doc[0])
-
-
-def _config_file_docs(path: str | os.PathLike) -> tuple[dict[str, str], list[str]]:
-    """(dotted field -> doc, fields in source order) of `config.<field> = ...  # doc` lines of a
-    config file's get_config (a trailing comment, else the comment block right above)."""
-    source = pathlib.Path(path).read_text()
-    comments, docs, order = _comments(source), {}, []
-    for function in ast.walk(ast.parse(source)):
-        if not (isinstance(function, ast.FunctionDef) and function.name == "get_config"):
-            continue
-        for statement in function.body:
-            if not isinstance(statement, ast.Assign) or len(statement.targets) != 1:
-                continue
-            name = _dotted(statement.targets[0])
-            if not name or not name.startswith("config."):
-                continue
-            name = name[len("config."):]
-            order.append(name)
-            doc = _trailing(comments, statement) or _above(comments, statement)
-            if doc:
-                docs.setdefault(name, doc)
-            _keyword_docs(statement.value, comments, name + ".", docs, order)
-    return docs, order
-
-
-def _dotted(node) -> str | None:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        head = _dotted(node.value)
-        return f"{head}.{node.attr}" if head else None
-    return None
-
-
-def field_docs(factory) -> dict[str, str]:
-    """field -> the trailing `# doc` of its line in a dataclass (and its dataclass bases) or in a
-    factory function's signature; {} when the source is not available."""
-    import dataclasses
-
-    docs: dict[str, str] = {}
-    owners = [c for c in inspect.getmro(factory) if dataclasses.is_dataclass(c)] if inspect.isclass(factory) \
-        else [factory]
-    for owner in owners:
-        try:
-            source = textwrap.dedent(inspect.getsource(owner))
-            tree = ast.parse(source)
-        except (OSError, TypeError, SyntaxError, IndentationError):
-            continue
-        comments = _comments(source)
-        node = tree.body[0] if tree.body else None
-        if isinstance(node, ast.ClassDef):
-            for statement in node.body:
-                if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
-                    doc = _trailing(comments, statement)
-                    if doc:
-                        docs.setdefault(statement.target.id, doc)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            arguments = node.args.args + node.args.kwonlyargs
-            per_line = {}
-            for arg in arguments:
-                per_line[arg.lineno] = per_line.get(arg.lineno, 0) + 1
-            for arg in arguments:
-                doc = comments.get(arg.lineno)
-                if per_line[arg.lineno] == 1 and doc and not doc[1]:
-                    docs.setdefault(arg.arg, doc[0])
-    return docs
-
-
 def _summary(obj) -> str | None:
     """The first paragraph of `obj`'s own docstring (not an inherited one, nor a dataclass's signature)."""
     doc = obj.__dict__.get("__doc__") if inspect.isclass(obj) else getattr(obj, "__doc__", None)
@@ -209,6 +98,7 @@ def _summary(obj) -> str | None:
 def _component_lines(kind: str, name: str, section, prefix: str, label: str) -> list[tuple[str, str]]:
     """Lines for `prefix.<field>` of a registered component's section, in the factory's field order."""
     from metaplastic.core.config import component_defaults
+    from metaplastic.core.documented import field_docs
     from metaplastic.registries import get_registry
 
     defaults, docs = {}, {}
@@ -231,30 +121,26 @@ def _component_lines(kind: str, name: str, section, prefix: str, label: str) -> 
     return lines
 
 
-def _component_summary(kind: str, name: str) -> str:
+def _component_summary(kind: str, name: str, fallback: str | None = None) -> str:
+    """The component's own docstring summary, else `fallback` (the field's doc), else a generic line."""
     from metaplastic.registries import get_registry
 
     try:
         summary = _summary(get_registry().get(kind, name))
     except Exception:  # noqa: BLE001
         summary = None
-    return summary or f"a registered {kind} (`metaplastic plugins` lists them)"
+    return summary or fallback or f"a registered {kind} (`metaplastic plugins` lists them)"
 
 
 def training_lines(config) -> list[tuple[str, str]]:
     import ml_collections
 
     from metaplastic.core.config import COMPONENT_FIELDS
-    from metaplastic.core.tasks import ArchitectureSampler, Schedule
+    from metaplastic.core.documented import nested_field_docs
     from metaplastic.experiments.train import default
 
-    try:
-        docs, order = _config_file_docs(default.__file__)
-    except (OSError, SyntaxError, ValueError):
-        docs, order = {}, []
-    for section, factory in (("architecture", ArchitectureSampler), ("schedule", Schedule)):
-        for key, doc in field_docs(factory).items():
-            docs.setdefault(f"{section}.{key}", doc)
+    docs = nested_field_docs(default.Training)  # dotted field -> doc, in field order
+    order = list(docs)
     try:
         baseline = default.get_config().to_dict()
     except Exception:  # noqa: BLE001
@@ -294,7 +180,8 @@ def training_lines(config) -> list[tuple[str, str]]:
         elif key in COMPONENT_FIELDS:
             marker = f"[default: {_show(baseline[key])}]" if key in baseline and not _same(
                 value, baseline[key]) else ""
-            lines.append((f"config.{key} = {_show(value)}", f"{_component_summary(key, value)}  {marker}".strip()))
+            summary = _component_summary(key, value, docs.get(key))
+            lines.append((f"config.{key} = {_show(value)}", f"{summary}  {marker}".strip()))
         elif isinstance(value, ml_collections.ConfigDict):
             walk(value, key + ".", baseline.get(key, {}))
         else:
@@ -303,17 +190,15 @@ def training_lines(config) -> list[tuple[str, str]]:
 
 
 def study_lines(config) -> list[tuple[str, str]]:
+    from metaplastic.core.documented import field_docs
     from metaplastic.core.evaluation import study as study_lib
 
-    try:
-        module_docs = _dict_docs(study_lib.__file__, "STUDY_DEFAULTS")
-    except (OSError, SyntaxError, ValueError):
-        module_docs = {}
+    module_docs = field_docs(study_lib.StudyFields)
     lines = []
     for key, default in study_lib.STUDY_DEFAULTS.items():
         doc = module_docs.get(key) or ""
         if key == "base_model":
-            doc = doc or _component_summary("base_model", config.base_model)
+            doc = _component_summary("base_model", config.base_model, doc)
         if not _same(config[key], default):
             doc = f"{doc}  [default: {_show(default)}]".strip()
         lines.append((f"config.{key} = {_show(config[key])}", doc))
@@ -352,17 +237,6 @@ def _data_source_lines(sections) -> list[tuple[str, str]]:
         lines.extend(_component_lines("data_source", name, sections[name], f"data_sources.{name}",
                                       f"data_source '{name}'"))
     return lines
-
-
-def _dict_docs(path: str, variable: str) -> dict[str, str]:
-    """`name=value,  # doc` comments of the dict(...) assigned to `variable` in a module."""
-    source = pathlib.Path(path).read_text()
-    comments, docs = _comments(source), {}
-    for statement in ast.parse(source).body:
-        if isinstance(statement, ast.Assign) and any(
-                isinstance(t, ast.Name) and t.id == variable for t in statement.targets):
-            _keyword_docs(statement.value, comments, "", docs, [])
-    return docs
 
 
 def _same(a, b) -> bool:

@@ -68,6 +68,12 @@ def test_a_step_needing_more_than_is_free_is_refused_before_it_runs(monkeypatch)
     assert CheckedStep(scaled_tanh, too_big, static_argnames=("power",))(power=2, x=x, y=x).shape == (512, 512)
 
 
+def test_an_unhashable_static_argument_is_named():
+    step = CheckedStep(scaled_tanh, too_big, static_argnames=("power",))
+    with pytest.raises(TypeError, match=r"^power: a static argument must be hashable .*, got a list, which is not$"):
+        step(power=[2], x=jnp.ones(4), y=jnp.ones(4))
+
+
 def test_free_memory_of_this_machine_is_known_and_said_readably():
     free = free_bytes(jax.devices("cpu")[0])
     assert free is None or free > 0

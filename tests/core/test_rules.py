@@ -17,7 +17,8 @@ import metaplastic
 from metaplastic.core import config as config_lib
 from metaplastic.core.errors import UserError
 from metaplastic.core.interfaces import BaseModel, LayerActivation
-from metaplastic.core.rule_files import theta_arrays, theta_sha256
+from metaplastic.core.digest import pytree_digest
+from metaplastic.core.rule_files import FORMAT_VERSION
 from metaplastic.core.rules import DEFAULT_STEPS, LearnedRule, RuleError, load_rule, save_rule
 from metaplastic.core.trainer import MetaTrainer
 from metaplastic.registries import get_registry
@@ -43,9 +44,9 @@ def test_save_load_round_trip_from_workdir(tmp_path):
     with pytest.raises(ValueError, match=re.escape("batch_size: expected an integer in [1, 4] (at most the number")):
         from_folder.fit(x[:4], widths=(16, 8), steps=1, batch_size=16)
     saved = json.loads((tmp_path / "saved" / "rule.json").read_text())
-    assert saved["format_version"] == 1 and saved["metaplastic_version"] == metaplastic.__version__
+    assert saved["format_version"] == FORMAT_VERSION and saved["metaplastic_version"] == metaplastic.__version__
     assert saved["input_spec"] == {"pixels": "[0, 1]", "layout": "flattened"}
-    assert saved["theta_sha256"] == theta_sha256(theta_arrays(trainer.theta))
+    assert saved["theta_sha256"] == pytree_digest(trainer.theta)
 
     from metaplastic.cli import main  # export writes with the same save_rule, and records recommended steps
     assert main(["export", str(tmp_path / "run"), str(tmp_path / "exported"), "--recommended-steps", "30"]) == 0

@@ -12,8 +12,10 @@ import numpy as np
 
 from metaplastic.core import config as config_lib
 from metaplastic.core.checkpoint import Checkpointer
+from metaplastic.core import trainer as trainer_module
+from metaplastic.core.keys import KeyPurpose, run_key
 from metaplastic.core.metrics import read_metrics
-from metaplastic.core.trainer import MetaTrainer
+from metaplastic.core.trainer import MetaTrainer, estimate_step
 
 
 def tiny_config(**overrides):
@@ -63,28 +65,29 @@ def test_workdir_has_config_metrics_and_events(tmp_path):
 
 @dataclasses.dataclass(frozen=True)
 class PoisonedEstimator:
-    """Wraps an estimator and makes its meta-loss and gradient NaN on chosen calls."""
+    """Wraps an estimator and makes its meta-loss and gradient NaN at chosen θ-steps (0-based), which
+    it tells by their unroll keys: `estimate` stays a pure function, as the trainer compiles it."""
 
     inner: object
-    poison_calls: tuple
-    calls: list = dataclasses.field(default_factory=list, compare=False, hash=False)
+    seed: int
+    poison_steps: tuple
 
     def init_state(self, *args):
         return self.inner.init_state(*args)
 
     def estimate(self, theta, state, data, key):
         grad, state, metrics = self.inner.estimate(theta, state, data, key)
-        self.calls.append(1)
-        if len(self.calls) in self.poison_calls:
-            grad = jax.tree.map(lambda g: g * jnp.nan, grad)
-            metrics = dict(metrics, meta_loss=jnp.asarray(jnp.nan))
-        return grad, state, metrics
+        poisoned = jnp.any(jnp.stack([jnp.all(key == run_key(self.seed, KeyPurpose.UNROLL, step))
+                                      for step in self.poison_steps]))
+        nan_or_one = jnp.where(poisoned, jnp.nan, 1.0)
+        grad = jax.tree.map(lambda g: g * nan_or_one, grad)
+        return grad, state, dict(metrics, meta_loss=metrics["meta_loss"] * nan_or_one)
 
 
 def test_non_finite_meta_gradient_is_skipped_and_counted(tmp_path):
     trainer = MetaTrainer(tiny_config(num_steps=4), tmp_path)
     trainer.components = dataclasses.replace(
-        trainer.components, estimator=PoisonedEstimator(trainer.components.estimator, (2,)))
+        trainer.components, estimator=PoisonedEstimator(trainer.components.estimator, trainer.config.seed, (1,)))
     trainer.train_step()
     theta_before, group_before = leaves(trainer.theta), trainer.group
     metrics = trainer.train_step()
@@ -96,6 +99,45 @@ def test_non_finite_meta_gradient_is_skipped_and_counted(tmp_path):
     trainer.train_step()
     assert trainer.group is not None and trainer.group is not group_before
     assert any(not np.array_equal(a, b) for a, b in zip(theta_before, leaves(trainer.theta)))
+
+
+class LoweringsCounted:
+    """A jitted function whose ahead-of-time lowerings are counted."""
+
+    def __init__(self, jitted):
+        self.jitted, self.count = jitted, 0
+
+    def lower(self, **arguments):
+        self.count += 1
+        return self.jitted.lower(**arguments)
+
+
+def test_the_first_step_is_compiled_up_front_from_its_own_data(tmp_path, monkeypatch):
+    """`run` compiles the first θ-step before it writes anything (`compile_next_step`), from that step's
+    data, which the step then uses: the data built once, the step compiled once, and the numbers of
+    the estimator called directly, bit for bit. (NRES, whose `estimate` is one jitted call and integer
+    bookkeeping; truncated_backprop's adds a mean of the unroll's losses, which, compiled
+    with them, can move the meta-loss in the last bit under the suite's XLA flags.)"""
+    lowerings = LoweringsCounted(estimate_step)
+    monkeypatch.setattr(trainer_module, "estimate_step", lowerings)
+    built = []
+    build_data = MetaTrainer._build_data
+    monkeypatch.setattr(MetaTrainer, "_build_data",
+                        lambda self, group, step: built.append(step) or build_data(self, group, step))
+    config = tiny_config(num_steps=3, gradient_estimator="nres", **{"gradient_estimator_config.num_pairs": 2})
+    checked = MetaTrainer(config, tmp_path / "checked")
+    checked.run(progress=False)
+    assert lowerings.count == 1  # one signature: the first step's compile is every step's
+    assert built.count(0) == 1
+
+    direct = MetaTrainer(config, tmp_path / "direct")
+    direct._estimate = lambda estimator, theta, state, data, key: estimator.estimate(theta, state, data, key)
+    direct.compile_next_step = lambda: None
+    direct.run(progress=False)
+    numbers = lambda workdir: [{k: v for k, v in row.items() if k != "seconds"} for row in read_metrics(workdir)]
+    assert numbers(tmp_path / "checked") == numbers(tmp_path / "direct")
+    for a, b in zip(leaves(checked.theta), leaves(direct.theta), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 KILL_DURING_SECOND_SAVE = """

@@ -20,6 +20,7 @@ from helpers.linear_problem import (ARCH, HalfSquaredError, NUM_TASKS, NUM_TRUNC
 from helpers.linear_problem import problem  # noqa: F401  (a module-scoped fixture, used by name)
 
 from metaplastic.core import config as config_lib
+from metaplastic.core.trainer import estimate_step
 from metaplastic.core.unroll import TruncatedUnroll
 from metaplastic.plugins.gradient_estimators.nres import NRES, NRESPairs
 from metaplastic.plugins.gradient_estimators.pes import PES
@@ -138,6 +139,14 @@ def reset_tasks(state, fresh, mask):
         return jnp.where(mask.reshape(mask.shape + (1,) * (old.ndim - 1)), new, old)
     return state.replace(inner=jax.tree.map(row, state.inner, fresh.inner),
                          extra=jax.tree.map(row, state.extra, fresh.extra))
+
+
+def test_a_state_made_by_another_estimator_is_refused_also_as_the_trainer_compiles_it(problem):
+    pes_state = start(problem, estimator=PES(UNROLL, std=0.05, num_pairs=3))
+    arguments = (problem["theta"], pes_state, truncation(problem["data"], 0), jax.random.PRNGKey(0))
+    for estimate in (SMALL.estimate, lambda *args: estimate_step(SMALL, *args)):
+        with pytest.raises(ValueError, match="^nres: estimator state has no NRES pairs; it was not made by "):
+            estimate(*arguments)
 
 
 def test_per_task_reset_replaces_one_row_of_every_leaf(problem):

@@ -11,7 +11,9 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
 import metaplastic
-from metaplastic.core.rule_files import theta_sha256
+from metaplastic.core.digest import pytree_digest
+from metaplastic.core.rule_files import FORMAT_VERSION
+from metaplastic.plugins.eval_methods.update_rule import theta_digest
 from metaplastic.plugins.pretrained_rules.shipped import SHIPPED
 from metaplastic.registries import get_registry
 
@@ -45,9 +47,11 @@ def test_shipped_rules_are_registered_with_provenance():
 def test_shipped_rules_carry_format_fields_and_a_model_card(name):
     folder = pathlib.Path(SHIPPED) / name
     description = json.loads((folder / "rule.json").read_text())
-    assert description["format_version"] == 1 and description["input_spec"]["pixels"] == "[0, 1]"
-    with np.load(folder / "theta.npz") as stored:
-        assert description["theta_sha256"] == theta_sha256(dict(stored))
+    assert description["format_version"] == FORMAT_VERSION and description["input_spec"]["pixels"] == "[0, 1]"
+    theta = metaplastic.load_rule(f"pretrained:{name}").theta  # loading checks the digest itself
+    assert description["theta_sha256"] == pytree_digest(theta)
+    # an evaluation cell of the rule names its θ by the same digest
+    assert theta_digest(theta) == description["theta_sha256"][:16]
     card = (folder / "MODEL_CARD.md").read_text()
     assert f"{description['meta_training_steps']:,}" in card and "Fashion-MNIST" in card
 
