@@ -2,7 +2,8 @@
 
 `export_rule(workdir, destination, step=None)` writes rule.json and theta.npz (through `save_rule`, the
 one writer of rule folders), meta_training_curve.csv and .png (the metrics up to the exported step) and
-meta_training_config.json (the workdir's config.json). `metaplastic export` is this function.
+meta_training_config.json (the workdir's config.json, renamed fields under their current names).
+`metaplastic export` is this function.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import csv
 import datetime
 import math
 import os
+import json
 import pathlib
-import shutil
 
 from metaplastic.core.errors import UserError
 from metaplastic.core.metrics import read_metrics
+from metaplastic.core.ops.files import write_atomic
+from metaplastic.core.renamed_fields import current_config
 
 # the columns of metrics.csv a rule folder's meta_training_curve.csv keeps
 CURVE_FIELDS = ("step", "meta_loss", "skipped", "horizon", "depth", "validation_loss")
@@ -86,7 +89,9 @@ def export_rule(workdir: str | os.PathLike, destination: str | os.PathLike, step
         _draw_curve(rows, target / "meta_training_curve.png",
                     f"Meta-training of {config['update_rule']} ({workdir.name}), {step} θ-steps",
                     build(run_config, "meta_objective").loss_name())
-    shutil.copy(workdir / "config.json", target / "meta_training_config.json")
+    stored = json.loads((workdir / "config.json").read_text())
+    write_atomic(target / "meta_training_config.json",
+                 (json.dumps(current_config(stored), indent=2) + "\n").encode())
     return {"step": step, "seconds": seconds, "destination": target}
 
 

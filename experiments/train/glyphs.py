@@ -12,6 +12,8 @@ Variants:
   :glyphs_v2   the recipe that made pretrained:glyphs-v1/v2 (lockstep phases, truncated backprop)
   :genome      stage one of the hand-designed-prior recipe: metz2019(prior="hebbian"), its genome by CMA-ES on
                whole runs to 1,000 inner steps, meta-trained on letters A–Z, validated on a–z (held-out images)
+  :genome_wide  stage one on 64- and 256-unit layers, validated on both (the recipe of
+               pretrained:genome-glyphs-wide-v1: flat in accuracy from 64 to 1,024 units)
   :nets        stage two: the networks from stage one's best genome (--config.init_theta=<workdir>/best)
 """
 
@@ -76,6 +78,14 @@ def genome(config):
                                                                          classes=VALIDATION_CLASSES))
 
 
+def genome_wide(config):
+    """Stage one meta-trained and validated on 64- and 256-unit layers: a genome fitted to layers of ≤ 64 units
+    loses accuracy with width (its near-hard competition and large step), one fitted to both keeps it to 1,024."""
+    genome(config)
+    config.architecture.widths = (64, 256)
+    config.validation.widths = (64, 256)
+
+
 def nets(config):
     """Stage two: the networks unfrozen from stage one's best genome (--config.init_theta=<stage one's
     workdir>/best), NRES over horizons to 1,000, the genome fast and the networks slow, per-parameter
@@ -110,5 +120,6 @@ def get_config(arg=None):
     config.gradient_estimator = "nres"
     config.gradient_estimator_config = ml_collections.ConfigDict(dict(num_pairs=2))
     return apply_variant(config, arg, {"metz2019": metz2019, "metz2019_small": metz2019_small,
-                                       "glyphs_v2": glyphs_v2, "genome": genome, "nets": nets},
+                                       "glyphs_v2": glyphs_v2, "genome": genome, "genome_wide": genome_wide,
+                                       "nets": nets},
                          "experiments/train/glyphs.py")

@@ -100,3 +100,19 @@ def test_read_metrics_leaves_out_a_row_cut_short(tmp_path):
     assert [row["step"] for row in read_metrics(tmp_path)] == [1.0, 2.0]
     (tmp_path / "metrics.csv").write_text("step,meta_loss,seconds\n1,0.5,0.25\n2,0.4\n")
     assert [row["step"] for row in read_metrics(tmp_path)] == [1.0]
+
+
+def test_export_writes_the_training_config_under_current_field_names(workdir, tmp_path):
+    import shutil
+
+    old = tmp_path / "run_before_a_rename"
+    shutil.copytree(workdir, old)
+    stored = json.loads((old / "config.json").read_text())
+    assert stored["meta_objective_config"]["normalise_predictions"] is True
+    renamed = dict(stored, meta_objective_config={
+        ("normalize_predictions" if k == "normalise_predictions" else k): v
+        for k, v in stored["meta_objective_config"].items()})
+    (old / "config.json").write_text(json.dumps(renamed, indent=2))
+    export_rule(old, tmp_path / "rule")
+    written = json.loads((tmp_path / "rule" / "meta_training_config.json").read_text())
+    assert written == stored  # the old name read as the current one, nothing else changed

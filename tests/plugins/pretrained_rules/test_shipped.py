@@ -14,11 +14,11 @@ import metaplastic
 from metaplastic.core.digest import pytree_digest
 from metaplastic.core.rule_files import FORMAT_VERSION
 from metaplastic.plugins.eval_methods.update_rule import theta_digest
-from metaplastic.plugins.pretrained_rules.shipped import SHIPPED
+from metaplastic.plugins.pretrained_rules.shipped import SHIPPED, shipped_rules
 from metaplastic.registries import get_registry
 
 
-@pytest.mark.parametrize("name", ["glyphs-v1", "glyphs-v2", "genome-glyphs-v1"])
+@pytest.mark.parametrize("name", ["glyphs-v1", "glyphs-v2", "genome-glyphs-v1", "genome-glyphs-wide-v1"])
 def test_shipped_rule_in_five_lines_on_unseen_data(name):
     unlabelled = load_digits().images[:1000] / 16.0  # sklearn digits: never seen in meta-training
     rule = metaplastic.load_rule(f"pretrained:{name}")
@@ -34,7 +34,8 @@ def test_shipped_rule_in_five_lines_on_unseen_data(name):
 
 def test_shipped_rules_are_registered_with_provenance():
     names = get_registry().names("pretrained_rule")
-    assert {"glyphs-v1", "glyphs-v2", "metz2019-glyphs-v1", "genome-glyphs-v1"} <= set(names)
+    assert {"glyphs-v1", "glyphs-v2", "metz2019-glyphs-v1", "genome-glyphs-v1", "genome-glyphs-wide-v1"} <= set(names)
+    assert set(shipped_rules()) <= set(names)
     v1, v2 = (metaplastic.load_rule(f"pretrained:glyphs-v{i}") for i in (1, 2))
     assert 0 < v1.description["meta_training_steps"] < v2.description["meta_training_steps"]
     with pytest.raises(Exception, match="unknown pretrained_rule 'glyphs-v0'"):
@@ -43,7 +44,7 @@ def test_shipped_rules_are_registered_with_provenance():
         metaplastic.load_rule("/nonexistent/rule")
 
 
-@pytest.mark.parametrize("name", ["glyphs-v1", "glyphs-v2", "metz2019-glyphs-v1", "genome-glyphs-v1"])
+@pytest.mark.parametrize("name", sorted(shipped_rules()))
 def test_shipped_rules_carry_format_fields_and_a_model_card(name):
     folder = pathlib.Path(SHIPPED) / name
     description = json.loads((folder / "rule.json").read_text())
@@ -56,7 +57,7 @@ def test_shipped_rules_carry_format_fields_and_a_model_card(name):
     assert f"{description['meta_training_steps']:,}" in card and "Fashion-MNIST" in card
 
 
-@pytest.mark.parametrize("name", ["glyphs-v1", "glyphs-v2", "metz2019-glyphs-v1", "genome-glyphs-v1"])
+@pytest.mark.parametrize("name", sorted(shipped_rules()))
 def test_shipped_rules_recommend_the_steps_their_model_cards_advise(name):
     rule = metaplastic.load_rule(f"pretrained:{name}")
     card = (pathlib.Path(SHIPPED) / name / "MODEL_CARD.md").read_text()
