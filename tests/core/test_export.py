@@ -17,6 +17,7 @@ from metaplastic.core.errors import UserError
 from metaplastic.core.export import ExportError, export_rule, metrics_until
 from metaplastic.core.genome import train
 from metaplastic.core.metrics import read_metrics
+from metaplastic.core.renamed_fields import RENAMED_FIELDS
 
 from helpers import REPO_ROOT
 
@@ -109,9 +110,9 @@ def test_export_writes_the_training_config_under_current_field_names(workdir, tm
     shutil.copytree(workdir, old)
     stored = json.loads((old / "config.json").read_text())
     assert stored["meta_objective_config"]["normalise_predictions"] is True
+    old_name = next(old for _, _, old, new in RENAMED_FIELDS if new == "normalise_predictions")
     renamed = dict(stored, meta_objective_config={
-        ("normalize_predictions" if k == "normalise_predictions" else k): v
-        for k, v in stored["meta_objective_config"].items()})
+        (old_name if k == "normalise_predictions" else k): v for k, v in stored["meta_objective_config"].items()})
     (old / "config.json").write_text(json.dumps(renamed, indent=2))
     export_rule(old, tmp_path / "rule")
     written = json.loads((tmp_path / "rule" / "meta_training_config.json").read_text())
