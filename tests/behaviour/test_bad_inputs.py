@@ -323,23 +323,6 @@ def test_preempted_run_exits_75_and_the_snapshot_it_started_from_resumes_it(tmp_
     assert out.startswith("done: 6 steps, ") and "error" not in err, (out, err)
 
 
-def test_a_gradient_step_too_big_for_memory_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys):
-    """What `--config.batch_size=1000000` gives: XLA's memory analysis of the compiled θ-step, against what
-    the machine has free (here made small, so nothing big is ever allocated)."""
-    from metaplastic.core import device_memory
-
-    monkeypatch.setattr(device_memory, "free_bytes", lambda device: 1000)
-    workdir = tmp_path / "run"
-    code = cli.main(train("--no-progress", workdir=str(workdir)))
-    gc.collect()
-    err = capsys.readouterr().err.splitlines()
-    assert code == 2 and len(err) == 1, err
-    assert err[0].startswith("metaplastic: error: θ-step 1 needs ") and err[0].endswith(
-        " of memory (XLA's analysis of the compiled step) but this machine has 1.0 kB free: lower "
-        "config.batch_size (16) or config.tasks_per_step (2)"), err
-    assert not workdir.exists()  # no config.json, metrics or checkpoint: nothing had started
-
-
 def test_a_step_too_big_for_memory_is_one_line_naming_the_fields_that_size_it(tmp_path, monkeypatch, capsys):
     """XLA's out-of-memory error, raised by a θ-step that its memory analysis let through."""
     import jax
@@ -367,21 +350,29 @@ GENOME = ["--config.trainer=genome", "--config.update_rule=metz2019", "--config.
           "--config.genome_strategy_config.population_size=4", "--config.genome.objective_points=(2, 6)"]
 
 
-def test_a_generation_too_big_for_memory_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys):
-    """XLA's memory analysis of the compiled population run, against what the machine has free (here made
-    small, so nothing big is ever allocated): one line before any generation runs, and no workdir left."""
+@pytest.mark.parametrize("trainer_args, sizing_fields", [
+    ((), "config.batch_size (16) or config.tasks_per_step (2)"),
+    (tuple(GENOME), "config.batch_size (16), config.tasks_per_step (2) or config.genome.objective_points (up to 6)"),
+], ids=["gradient_step", "genome_generation"])
+def test_a_step_too_big_for_memory_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys,
+                                                                         trainer_args, sizing_fields):
+    """What `--config.batch_size=1000000` gives: XLA's memory analysis of the compiled θ-step (the gradient
+    trainer's estimate, the genome trainer's population run) against what the machine has free (here made
+    small, so nothing big is ever allocated): one line before any step runs, and no workdir left."""
     from metaplastic.core import device_memory
 
     monkeypatch.setattr(device_memory, "free_bytes", lambda device: 1000)
     workdir = tmp_path / "run"
-    code = cli.main(train(*GENOME, "--no-progress", workdir=str(workdir)))
+    code = cli.main(train(*trainer_args, "--no-progress", workdir=str(workdir)))
     gc.collect()
     err = capsys.readouterr().err.splitlines()
     assert code == 2 and len(err) == 1, err
     assert err[0].startswith("metaplastic: error: θ-step 1 needs ") and err[0].endswith(
         " of memory (XLA's analysis of the compiled step) but this machine has 1.0 kB free: lower "
-        "config.batch_size (16), config.tasks_per_step (2) or config.genome.objective_points (up to 6)"), err
+        + sizing_fields), err
     assert not workdir.exists()  # no config.json, metrics or checkpoint: nothing had started
+
+
 
 
 def test_a_damaged_checkpoint_is_said_in_its_one_warning_line(workdir, tmp_path, capsys):
